@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Every test: set up (or reuse) .venv, check that notebooks and library agree and that the
+# notebooks are clean, then run the notebooks (nbdev_test) and the test suite (pytest).
+source "$(dirname "$0")/setup.sh"
+snap() { find nbs multilabel_regress -name '*.ipynb' -o -name '*.py' | sort | xargs sha256sum; }
+before=$(snap)
+nbdev_export
+nbdev_clean
+after=$(snap)
+if [ "$before" != "$after" ]; then
+  echo "FAIL: nbdev_export or nbdev_clean changed these files: export/clean the notebooks and commit the result"
+  diff <(echo "$before") <(echo "$after") | grep '^[<>]' || true
+  exit 1
+fi
+echo "notebooks and library in sync, notebooks clean"
+nbdev_test --n_workers ${NBDEV_WORKERS:-2} "$@"
+pytest
