@@ -66,4 +66,8 @@ d = { 'settings': { 'branch': 'main',
                                              'multilabel_regress.datasets.read_pose_file': ( 'datasets.html#read_pose_file',
                                                                                              'multilabel_regress/datasets.py'),
                                              'multilabel_regress.datasets.rotation_from_angles': ( 'datasets.html#rotation_from_angles',
-                                                                                                   'multilabel_regress/datasets.py')}}}
+                                                                                                   'multilabel_regress/datasets.py')},
+            'multilabel_regress.models': { 'multilabel_regress.models.arch_name': ('models.html#arch_name', 'multilabel_regress/models.py'),
+                                           'multilabel_regress.models.get_arch': ('models.html#get_arch', 'multilabel_regress/models.py'),
+                                           'multilabel_regress.models.xresnet_small': ( 'models.html#xresnet_small',
+                                                                                        'multilabel_regress/models.py')}}}
