@@ -1,0 +1,100 @@
+import json
+from pathlib import Path
+import numpy as np, pytest, torch
+from PIL import Image
+from multilabel_regress.datasets import DatasetError
+from multilabel_regress.models import *
+
+META = dict(task='multilabel', arch='xresnet_small', n_out=20, size=[48,48], preprocess='squish_crop',
+            mean=[0.485,0.456,0.406], std=[0.229,0.224,0.225], vocab=[f'c{i}' for i in range(20)], thresholds=[0.5]*20)
+
+@pytest.fixture
+def saved(tmp_path, pascal):
+    torch.manual_seed(0)
+    m = build_model(META).eval()
+    files = sorted((pascal/'train').glob('*.jpg'))[:4]
+    return m, save_model(m, tmp_path/'model', META), files
+
+def test_round_trip_identical(saved):
+    m, d, files = saved
+    m2, meta = load_model(d)
+    assert meta['vocab'] == META['vocab'] and meta['format'] == MODEL_FORMAT
+    torch.testing.assert_close(model_outputs(m, META, files), model_outputs(m2, meta, files), rtol=0, atol=0)
+    assert sorted(p.name for p in d.iterdir()) == ['model.json', 'model.safetensors']
+    assert b'pickle' not in (d/'model.json').read_bytes()
+
+def test_keypoint_meta_round_trip(tmp_path, biwi):
+    meta = dict(META, task='keypoint', n_out=2, size=[48,64], preprocess='resize', y_range=[-1,1])
+    meta.pop('vocab'); meta.pop('thresholds')
+    m = build_model(meta).eval(); d = save_model(m, tmp_path/'kp', meta)
+    files = sorted(biwi.glob('*/frame_*_rgb.jpg'))[:3]
+    out = model_outputs(load_model(d)[0], meta, files)
+    assert out.shape == (3,2) and out.abs().max() <= 1
+    torch.testing.assert_close(out, model_outputs(m, meta, files), rtol=0, atol=0)
+
+def test_no_overwrite_without_force(saved):
+    m, d, _ = saved
+    with pytest.raises(FileExistsError, match='force'): save_model(m, d, META)
+    save_model(m, d, dict(META, thresholds=[0.3]*20), force=True)
+    assert load_model(d)[1]['thresholds'] == [0.3]*20
+
+def test_interrupted_save_keeps_previous(saved, monkeypatch):
+    m, d, files = saved
+    before = (d/'model.safetensors').read_bytes()
+    import safetensors.torch
+    def boom(*a, **k): raise KeyboardInterrupt
+    monkeypatch.setattr(safetensors.torch, 'save_file', boom)
+    with pytest.raises(KeyboardInterrupt): save_model(m, d, META, force=True)
+    assert (d/'model.safetensors').read_bytes() == before
+    assert sorted(p.name for p in d.parent.iterdir()) == ['model']
+
+def test_tampered_weights(saved):
+    _, d, _ = saved
+    w = d/'model.safetensors'; b = bytearray(w.read_bytes()); b[len(b)//2] ^= 0xFF; w.write_bytes(bytes(b))
+    with pytest.raises(DatasetError, match='checksum'): load_model(d)
+
+@pytest.mark.parametrize('edit,msg', [
+    (lambda j: dict(j, thresholds=[0.01]*20), 'changed after the model was saved'),
+    (lambda j: '{"a": ', 'not valid JSON'),
+    (lambda j: [1,2], 'JSON object'),
+    (lambda j: {k:v for k,v in j.items() if k!='arch'}, '`arch` is missing'),
+])
+def test_tampered_json(saved, edit, msg):
+    _, d, _ = saved
+    j = json.loads((d/'model.json').read_text()); e = edit(j)
+    (d/'model.json').write_text(e if isinstance(e, str) else json.dumps(e))
+    with pytest.raises(DatasetError, match=msg): load_model(d)
+
+def test_missing_files(saved, tmp_path):
+    _, d, _ = saved
+    with pytest.raises(DatasetError, match='not a model folder'): load_model(tmp_path/'nothing')
+    (d/'model.safetensors').unlink()
+    with pytest.raises(DatasetError, match='model.safetensors is missing'): load_model(d)
+
+def test_model_outputs_empty(saved):
+    m, _, _ = saved
+    with pytest.raises(ValueError, match='no image files'): model_outputs(m, META, [])
+
+@pytest.mark.parametrize('mode', ['L', 'RGBA', 'CMYK', 'P', 'I;16', 'LA'])
+def test_open_rgb_modes(tmp_path, mode):
+    a = (np.random.default_rng(0).random((20,30,3))*255).astype(np.uint8)
+    im = Image.fromarray(a)
+    if mode == 'I;16': im = Image.fromarray((a[...,0].astype(np.uint16)*257))
+    else: im = im.convert(mode)
+    f = tmp_path/('x.jpg' if mode in ('L','CMYK') else 'x.png'); im.save(f)
+    r = open_rgb(f)
+    assert r.mode == 'RGB' and r.size == (30,20)
+    if mode == 'I;16': assert abs(np.asarray(r)[0,0,0] - a[0,0,0]) <= 1
+
+@pytest.mark.parametrize('data', [b'', b'\xff\xd8\xff\xe0garbage', b'not an image'])
+def test_open_rgb_bad(tmp_path, data):
+    f = tmp_path/'bad.jpg'; f.write_bytes(data)
+    with pytest.raises(DatasetError, match='bad.jpg is not a readable image'): open_rgb(f)
+
+def test_open_rgb_truncated(tmp_path, pascal):
+    src = sorted((pascal/'train').glob('*.jpg'))[0].read_bytes()
+    f = tmp_path/'cut.jpg'; f.write_bytes(src[:len(src)//3])
+    with pytest.raises(DatasetError, match='cut.jpg'): open_rgb(f)
+
+def test_unknown_arch():
+    with pytest.raises(ValueError, match='use one of'): get_arch('vgg')
