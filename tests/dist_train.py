@@ -1,0 +1,86 @@
+"""Train one epoch of a tiny multi-label model in however many processes launched this script, and record what each rank did.
+
+    torchrun --standalone --nproc_per_node 2 tests/dist_train.py --path PASCAL --out DIR
+
+Launched by tests/test_distributed.py (not collected by pytest: no `test_` prefix). Every rank writes
+DIR/rank{r}.json: the train items it loaded (df index), its `ShardDL` slice, a checksum of its final
+weights and buffers, and the validation predictions `gather_preds` gave it. Rank 0 alone, through
+`on_main`, writes the model folder DIR/model and the report DIR/report.json (mAP and predictions);
+then it fails to save again (the folder exists), which every rank must see; and `main_first` has
+each rank append its rank to DIR/order.txt, rank 0 first.
+"""
+import argparse, hashlib, json, os
+from pathlib import Path
+import pandas as pd, torch
+from fastai.vision.all import *
+from multilabel_regress.datasets import VOC_CLASSES
+from multilabel_regress.models import xresnet_small, save_model
+from multilabel_regress.distributed import *
+
+SEEN = []       # df index of each train item this process loaded (get_x runs here: num_workers=0)
+RECORD = False  # only while training
+
+def tiny_dls(path, df, size=32, bs=4):
+    "fastai's DataBlock on the PASCAL layout, squished to `size`, recording every train item it loads."
+    def get_x(r):
+        if RECORD: SEEN.append(int(r.name))
+        return path/'train'/r['fname']
+    dblock = DataBlock(blocks=(ImageBlock, MultiCategoryBlock(vocab=VOC_CLASSES)), splitter=ColSplitter('is_valid'),
+                       get_x=get_x, get_y=ColReader('labels', label_delim=' '),
+                       item_tfms=Resize(size, method='squish'), batch_tfms=Normalize.from_stats(*imagenet_stats))
+    return dblock.dataloaders(df, bs=bs, num_workers=0)
+
+class RecordEpoch(Callback):
+    "Turn recording on for the training phase only, and keep the training `DataLoader`'s slice."
+    def before_train(self): global RECORD; RECORD = True; SEEN.clear()
+    def after_train(self):
+        global RECORD; RECORD = False
+        self.shard = list(getattr(self.dl, 'shard_idxs', range(len(self.dl.dataset))))
+
+def state_sha(model):
+    h = hashlib.sha256()
+    for k,v in model.state_dict().items(): h.update(k.encode()); h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+def mean_ap(preds, targs):
+    "Mean over classes (with a positive) of sklearn's average precision."
+    from sklearn.metrics import average_precision_score
+    keep = targs.sum(0) > 0
+    return float(average_precision_score(targs[:,keep].numpy(), preds[:,keep].numpy(), average='macro'))
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('--path', required=True); p.add_argument('--out', required=True)
+    p.add_argument('--size', type=int, default=32); p.add_argument('--bs', type=int, default=4)
+    p.add_argument('--epochs', type=int, default=1); p.add_argument('--seed', type=int, default=0)
+    a = p.parse_args()
+    path,out = Path(a.path),Path(a.out)
+    distrib_setup()
+    set_seed(a.seed, reproducible=True)
+    df = pd.read_csv(path/'train.csv')
+    learn = vision_learner(tiny_dls(path, df, a.size, a.bs), xresnet_small, pretrained=False)
+    rec = RecordEpoch()
+    with train_ctx(learn), learn.no_bar(), learn.no_logging():
+        learn.fit(a.epochs, 1e-3, cbs=rec)
+        preds,targs = gather_preds(learn)
+    train_df = df[~df.is_valid]
+    meta = dict(task='multilabel', arch='xresnet_small', n_out=len(VOC_CLASSES), size=[a.size,a.size], preprocess='resize',
+                mean=list(imagenet_stats[0]), std=list(imagenet_stats[1]), vocab=list(VOC_CLASSES), thresholds=[0.5]*len(VOC_CLASSES))
+    def write_all():
+        d = save_model(learn.model, out/'model', meta)
+        (out/'report.json').write_text(json.dumps(dict(world_size=world_size(), mAP=mean_ap(preds, targs),
+                                                        preds=preds.tolist(), targs=targs.tolist())))
+        return str(d)
+    saved = on_main(write_all)
+    # rank 0 failing inside on_main (the folder exists now) must stop every rank, not leave them waiting
+    try: on_main(save_model, learn.model, out/'model', meta); again = None
+    except Exception as e: again = f'{type(e).__name__}: {e}'
+    # main_first: rank 0 appends its line before any other rank starts
+    def append_rank():
+        with open(out/'order.txt', 'a') as f: f.write(f'{rank()}\n')
+    main_first(append_rank)
+    (out/f'rank{rank()}.json').write_text(json.dumps(dict(
+        rank=rank(), world_size=world_size(), seen=SEEN, shard=[int(train_df.index[i]) for i in rec.shard],
+        state_sha=state_sha(learn.model), saved=saved, save_again=again, preds=preds.tolist(), targs=targs.tolist())))
+
+if __name__ == '__main__': main()
