@@ -82,5 +82,6 @@ def main():
     (out/f'rank{rank()}.json').write_text(json.dumps(dict(
         rank=rank(), world_size=world_size(), seen=SEEN, shard=[int(train_df.index[i]) for i in rec.shard],
         state_sha=state_sha(learn.model), saved=saved, save_again=again, preds=preds.tolist(), targs=targs.tolist())))
+    distrib_teardown()
 
 if __name__ == '__main__': main()
