@@ -1,0 +1,208 @@
+"Tests for the multi-label half: pascal_data, bce, multilabel. Fast implementations against plain references."
+import random, warnings
+import numpy as np, pandas as pd, pytest, torch
+from PIL import Image
+from sklearn.metrics import average_precision_score, f1_score
+from torch.testing import assert_close
+
+from multilabel_regress.datasets import VOC_CLASSES
+from multilabel_regress.pascal_data import (LazyImage, DraftResizedCrop, BoolColSplitter, pascal_dls, pascal_vocab)
+from multilabel_regress.bce import binary_cross_entropy
+from multilabel_regress.multilabel import (per_class_ap, mean_average_precision, f1_scores, threshold_sweep,
+                                           best_threshold, per_class_thresholds, multilabel_learner,
+                                           predict_labels, predict_probs)
+
+@pytest.fixture(autouse=True)
+def seed():
+    random.seed(0); np.random.seed(0); torch.manual_seed(0)
+
+def _data(n=200, c=20, seed=0):
+    "Random multi-label data: targets with at least one positive per row and per class, and noisy predictions."
+    g = torch.Generator().manual_seed(seed)
+    t = (torch.rand(n, c, generator=g) < 0.1).float()
+    t[torch.arange(n), torch.randint(0, c, (n,), generator=g)] = 1.
+    t[torch.arange(c) % n, torch.arange(c)] = 1.
+    p = (t*0.6 + torch.rand(n, c, generator=g)*0.7).clamp(0, 1)
+    return p, t
+
+# ---- binary cross-entropy
+@pytest.mark.parametrize('shape', [(64, 20), (1, 20), (5, 1), (3,)])
+def test_bce_matches_torch(shape):
+    x = torch.randn(shape)*4; y = (torch.rand(shape) < 0.3).float()
+    assert_close(binary_cross_entropy(x, y), torch.nn.BCEWithLogitsLoss()(x, y))
+    assert_close(binary_cross_entropy(x, y), torch.nn.BCELoss()(x.sigmoid(), y), atol=1e-5, rtol=1e-4)
+
+def test_bce_extremes_and_soft_targets():
+    x = torch.tensor([[40., -40., 0.]]); y = torch.tensor([[0., 1., 1.]])
+    assert torch.isfinite(binary_cross_entropy(x, y))
+    assert_close(binary_cross_entropy(x, y), torch.nn.BCEWithLogitsLoss()(x, y))
+    s = torch.rand(8, 20); x = torch.randn(8, 20)
+    assert_close(binary_cross_entropy(x, s), torch.nn.BCEWithLogitsLoss()(x, s))
+
+def test_bce_errors():
+    with pytest.raises(ValueError, match='empty'): binary_cross_entropy(torch.zeros(0, 20), torch.zeros(0, 20))
+    with pytest.raises(ValueError, match='same shape'): binary_cross_entropy(torch.zeros(2, 20), torch.zeros(2, 19))
+
+# ---- average precision
+def test_ap_matches_sklearn():
+    p, t = _data()
+    ref = [average_precision_score(t[:, c].numpy(), p[:, c].numpy()) for c in range(20)]
+    assert_close(per_class_ap(p, t), torch.tensor(ref, dtype=torch.float32))
+    assert mean_average_precision(p, t) == pytest.approx(np.mean(ref), abs=1e-6)
+
+def test_ap_perfect_and_reversed():
+    p, t = _data()
+    assert mean_average_precision(t, t) == pytest.approx(1.0)
+    assert mean_average_precision(1-t, t) < mean_average_precision(p, t)
+
+def test_class_absent_is_skipped():
+    p, t = _data(); t[:, 3] = 0
+    ap = per_class_ap(p, t)
+    assert torch.isnan(ap[3]) and not torch.isnan(ap[torch.arange(20) != 3]).any()
+    with pytest.warns(UserWarning, match='left out'): m = mean_average_precision(p, t)
+    keep = [c for c in range(20) if c != 3]
+    assert m == pytest.approx(np.mean([average_precision_score(t[:, c].numpy(), p[:, c].numpy()) for c in keep]), abs=1e-6)
+
+@pytest.mark.parametrize('n_labels', [1, 20])
+def test_one_label_and_all_labels(n_labels):
+    "An image with one label, and one with all 20, among ordinary ones."
+    p, t = _data(50)
+    t[0] = 0; t[0, :n_labels] = 1; p[0] = torch.rand(20)
+    ref = [average_precision_score(t[:, c].numpy(), p[:, c].numpy()) for c in range(20)]
+    assert_close(per_class_ap(p, t), torch.tensor(ref, dtype=torch.float32))
+    f = f1_scores(p, t, 0.5); yp = (p > 0.5).numpy()
+    assert f['micro'] == pytest.approx(f1_score(t.numpy(), yp, average='micro'), abs=1e-6)
+
+def test_single_image_all_classes():
+    t = torch.ones(1, 20); p = torch.rand(1, 20)
+    assert mean_average_precision(p, t) == pytest.approx(1.0)  # every item is positive: precision 1 everywhere
+    assert f1_scores(p, t, 0.0)['micro'] == pytest.approx(1.0)
+
+@pytest.mark.parametrize('fn', [per_class_ap, mean_average_precision, f1_scores, threshold_sweep, best_threshold, per_class_thresholds])
+def test_empty_input_raises(fn):
+    with pytest.raises(ValueError, match='empty'): fn(torch.zeros(0, 20), torch.zeros(0, 20))
+
+def test_bad_input_raises():
+    with pytest.raises(ValueError, match='same shape'): per_class_ap(torch.zeros(4, 20), torch.zeros(4, 19))
+    with pytest.raises(ValueError, match='0 or 1'): per_class_ap(torch.rand(4, 20), torch.rand(4, 20))
+    with pytest.raises(ValueError, match='no class has a positive'): mean_average_precision(torch.rand(4, 20), torch.zeros(4, 20))
+
+# ---- F1 and thresholds
+@pytest.mark.parametrize('thresh', [0.2, 0.5, 0.8])
+def test_f1_matches_sklearn(thresh):
+    p, t = _data(); yt, yp = t.numpy(), (p > thresh).numpy()
+    f = f1_scores(p, t, thresh)
+    assert f['micro'] == pytest.approx(f1_score(yt, yp, average='micro'), abs=1e-6)
+    assert f['macro'] == pytest.approx(f1_score(yt, yp, average='macro', zero_division=np.nan), abs=1e-6)
+    assert_close(f['per_class'], torch.tensor(f1_score(yt, yp, average=None, zero_division=np.nan), dtype=torch.float32))
+
+def test_sweep_matches_loop():
+    p, t = _data(); ths = torch.linspace(0.05, 0.95, 29)
+    acc = torch.stack([((p > th) == t.bool()).float().mean() for th in ths])
+    assert_close(threshold_sweep(p, t, ths, 'accuracy'), acc)
+    f1 = torch.tensor([f1_score(t.numpy(), (p > th).numpy(), average='micro') for th in ths], dtype=torch.float32)
+    assert_close(threshold_sweep(p, t, ths, 'f1'), f1)
+    pc = threshold_sweep(p, t, ths, 'f1', per_class=True)
+    assert pc.shape == (29, 20)
+    assert_close(pc[10], torch.tensor(f1_score(t.numpy(), (p > ths[10]).numpy(), average=None, zero_division=1.0), dtype=torch.float32))
+    with pytest.raises(ValueError, match='metric'): threshold_sweep(p, t, ths, 'auc')
+
+def test_best_threshold_is_best():
+    p, t = _data(); ths = torch.linspace(0.01, 0.99, 99)
+    b = best_threshold(p, t)
+    assert 0 < b < 1
+    assert f1_scores(p, t, b)['micro'] == pytest.approx(float(threshold_sweep(p, t, ths).max()), abs=1e-6)
+
+def test_best_threshold_takes_middle_of_ties():
+    t = torch.tensor([[1., 0.], [0., 1.]]); p = torch.tensor([[0.9, 0.1], [0.1, 0.9]])
+    # every threshold in [0.1, 0.9) separates perfectly; the middle of that run is chosen
+    assert best_threshold(p, t, torch.linspace(0.01, 0.99, 99)) == pytest.approx(0.5, abs=0.011)
+
+def test_per_class_thresholds():
+    p, t = _data()
+    th = per_class_thresholds(p, t)
+    assert th.shape == (20,)
+    for c in range(20):  # each class's threshold is the best for that class
+        best = max(f1_score(t[:, c].numpy(), (p[:, c] > x).numpy(), zero_division=1.0) for x in torch.linspace(0.01, 0.99, 99))
+        assert f1_score(t[:, c].numpy(), (p[:, c] > th[c]).numpy()) == pytest.approx(best, abs=1e-6)
+    # per-class thresholds fit the tuning data at least as well as one threshold
+    assert f1_scores(p, t, th)['macro'] >= f1_scores(p, t, best_threshold(p, t))['macro'] - 1e-6
+
+def test_per_class_thresholds_absent_class_gets_single():
+    p, t = _data(); t[:, 5] = 0
+    th = per_class_thresholds(p, t)
+    assert th[5] == pytest.approx(best_threshold(p, t))
+
+# ---- data
+def test_vocab_covers_all_labels():
+    df = pd.DataFrame(dict(fname=['a.jpg', 'b.jpg'], labels=['dog cat', 'zebra'], is_valid=[False, True]))
+    assert pascal_vocab(df) == ['cat', 'dog', 'zebra']
+    with pytest.raises(ValueError, match='no rows'): pascal_vocab(df.iloc[:0])
+
+def test_splitter_matches_colsplitter():
+    from fastai.data.transforms import ColSplitter
+    df = pd.DataFrame(dict(is_valid=[True, False, False, True, False]))
+    assert [list(o) for o in BoolColSplitter()(df)] == [list(o) for o in ColSplitter('is_valid')(df)]
+
+def test_draft_decode_close_to_full(pascal):
+    from fastai.vision.all import PILImage, RandomResizedCrop
+    fns = sorted((pascal/'train').iterdir())[:10]
+    for split in (0, 1):
+        for i, f in enumerate(fns):
+            random.seed(i); a = DraftResizedCrop(128, min_scale=0.35)(LazyImage.create(f), split_idx=split)
+            random.seed(i); b = RandomResizedCrop(128, min_scale=0.35)(PILImage.create(f), split_idx=split)
+            assert a.size == b.size == (128, 128)
+            assert np.abs(np.asarray(a, float) - np.asarray(b, float)).mean() < 3
+
+def test_lazy_image_reads_header_only(pascal):
+    f = sorted((pascal/'train').iterdir())[0]
+    li = LazyImage.create(f)
+    assert li.size == Image.open(f).size
+    assert li.open(need=(50, 50)).size[0] < li.size[0]  # decoded at a draft scale
+
+def test_pascal_dls(pascal):
+    dls = pascal_dls(pascal, size=64, bs=8, seed=0)
+    df = pd.read_csv(pascal/'train.csv')
+    x, y = dls.one_batch()
+    assert x.shape == (8, 3, 64, 64) and y.shape == (8, len(dls.vocab))
+    assert list(dls.vocab) == pascal_vocab(df)
+    assert len(dls.valid_ds) == df['is_valid'].sum()
+
+def test_pascal_dls_label_only_in_valid(pascal, tmp_path):
+    "A label that occurs only in validation rows still gets a column."
+    df = pd.read_csv(pascal/'train.csv')
+    i = df.index[df.is_valid][0]; df.loc[i, 'labels'] = df.loc[i, 'labels'] + ' unicorn'
+    df.to_csv(tmp_path/'train.csv', index=False)
+    dls = pascal_dls(pascal, csv=tmp_path/'train.csv', size=64, bs=4)
+    assert 'unicorn' in dls.vocab
+
+# ---- learner and predictions
+@pytest.fixture(scope='module')
+def learn(pascal):
+    from fastai.vision.all import set_seed
+    set_seed(0)
+    dls = pascal_dls(pascal, size=64, bs=8, seed=0)
+    learn = multilabel_learner(dls, 'xresnet_small', pretrained=False)
+    with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(1, 1e-3)
+    return learn
+
+def test_learner_metrics(learn):
+    res = learn.validate()
+    assert len(res) == 3 and all(np.isfinite(res))
+
+def test_predict_uses_given_thresholds(learn, pascal):
+    files = sorted((pascal/'test').iterdir())[:4]
+    probs = predict_probs(learn, files)
+    assert probs.shape == (4, len(learn.dls.vocab))
+    for th in (0.3, 0.5, 0.7):
+        assert predict_labels(learn, files, th) == [[learn.dls.vocab[i] for i in range(probs.shape[1]) if p[i] > th] for p in probs]
+    # per-class thresholds: exactly class 0 allowed through
+    th = torch.ones(len(learn.dls.vocab)); th[0] = 0.0
+    assert predict_labels(learn, files, th) == [[learn.dls.vocab[0]]]*4
+    assert predict_labels(learn, files[0], 0.0) == list(learn.dls.vocab)
+    assert predict_labels(learn, files[0], 0.5) == list(learn.predict(files[0])[0])
+
+def test_predict_errors(learn, pascal):
+    f = sorted((pascal/'test').iterdir())[0]
+    with pytest.raises(ValueError, match='no items'): predict_labels(learn, [], 0.5)
+    with pytest.raises(ValueError, match='one per class'): predict_labels(learn, f, [0.5, 0.5])
