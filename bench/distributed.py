@@ -9,11 +9,16 @@ process using every core, one process of one thread, and two processes sharing t
 hardware is the same and only the way it is split differs. Prints training images/s (all processes
 together, best epoch after the first) and the ratio to the best single-process run.
 
- With a few cores expect a ratio at or below 1:
-one process already uses every core through its threads, and two processes do the same arithmetic plus a
-gradient all-reduce every step and twice the Python and data-loading overhead. The speed-up comes from
-adding devices (GPUs, machines), which this shows with `--device cuda` on a machine with enough GPUs.
-The machines here are shared and noisy: run it twice and compare the ratios.
+On an idle machine with a few cores expect a ratio at or below 1: one process already uses every core
+through its threads, and two processes do the same arithmetic plus a gradient all-reduce every step and
+twice the Python and data-loading overhead. On a machine shared with other jobs, two processes can come
+out ahead only because the scheduler gives two runnable processes a bigger share of the CPU than one.
+The speed-up comes from adding devices (GPUs, machines): `--device cuda` on a machine with enough GPUs.
+
+The machines here are shared and noisy: run it twice and compare the ratios. On a busy machine, a process
+of several OpenMP threads can be many times slower than one of one thread (threads spin waiting for each
+other while another job holds a core); `OMP_WAIT_POLICY=PASSIVE python bench/distributed.py` shows how much.
+Figures from 2026-11-28 are in nbs/08_distributed.ipynb.
 """
 import argparse, json, os, subprocess, sys, time
 from pathlib import Path
