@@ -78,10 +78,11 @@ def main():
     # main_first: rank 0 appends its line before any other rank starts
     def append_rank():
         with open(out/'order.txt', 'a') as f: f.write(f'{rank()}\n')
-    main_first(append_rank)
+        r = rank(); return lambda: r  # not picklable: main_first must hand each rank its own result
+    mine = main_first(append_rank)
     (out/f'rank{rank()}.json').write_text(json.dumps(dict(
         rank=rank(), world_size=world_size(), seen=SEEN, shard=[int(train_df.index[i]) for i in rec.shard],
-        state_sha=state_sha(learn.model), saved=saved, save_again=again, preds=preds.tolist(), targs=targs.tolist())))
+        state_sha=state_sha(learn.model), saved=saved, save_again=again, main_first=mine(), preds=preds.tolist(), targs=targs.tolist())))
     distrib_teardown()
 
 if __name__ == '__main__': main()

@@ -63,6 +63,7 @@ def test_rank0_alone_writes_one_model_folder(run2):
     assert r0['save_again'].startswith('FileExistsError')
     assert r1['save_again'].startswith('RuntimeError: rank 0 failed') and 'already exists' in r1['save_again']
     assert (out/'order.txt').read_text() == '0\n1\n'      # main_first: rank 0 before the others
+    assert (r0['main_first'], r1['main_first']) == (0, 1)  # each rank's own result
 
 def test_every_rank_ends_with_the_saved_model(run2):
     out,(r0,r1),_ = run2
