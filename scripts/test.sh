@@ -2,13 +2,14 @@
 # Every test: set up (or reuse) .venv, check that notebooks and library agree and that the
 # notebooks are clean, then run the notebooks (nbdev_test) and the test suite (pytest).
 source "$(dirname "$0")/setup.sh"
-snap() { find nbs multilabel_regress -name '*.ipynb' -o -name '*.py' | sort | xargs sha256sum; }
+snap() { { find nbs multilabel_regress -name '*.ipynb' -o -name '*.py'; echo README.md; } | sort | xargs sha256sum; }
 before=$(snap)
 nbdev_export
 nbdev_clean
+python tools/make_readme.py
 after=$(snap)
 if [ "$before" != "$after" ]; then
-  echo "FAIL: nbdev_export or nbdev_clean changed these files: export/clean the notebooks and commit the result"
+  echo "FAIL: nbdev_export, nbdev_clean or tools/make_readme.py changed these files: export/clean the notebooks, remake README.md, and commit the result"
   diff <(echo "$before") <(echo "$after") | grep '^[<>]' || true
   exit 1
 fi
