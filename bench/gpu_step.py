@@ -32,11 +32,13 @@ def main():
     a = p.parse_args()
     if not torch.cuda.is_available(): print('gpu_step: no CUDA GPU here; nothing measured'); return
     torch.backends.cudnn.benchmark = True
-    res = dict(date=datetime.date.today().isoformat(), gpu=torch.cuda.get_device_name(), torch=torch.__version__, bs=a.bs)
-    for mode in ('fp32', 'bf16_cl'):
-        ips = bench(mode, a.bs, a.steps); res[mode] = round(ips, 1)
-        print(f'resnet50 128px bs={a.bs} {mode:8}: {ips:8.0f} images/s, {2501/ips:6.2f} s per epoch of 2501 images (compute only)')
-    print(f'bf16+channels_last / fp32: {res["bf16_cl"]/res["fp32"]:.2f}x')
+    res = dict(date=datetime.date.today().isoformat(), gpu=torch.cuda.get_device_name(), torch=torch.__version__,
+               tf32_conv=torch.backends.cudnn.allow_tf32)
+    for bs in sorted({a.bs, 256}):
+        for mode in ('fp32', 'bf16_cl'):
+            ips = bench(mode, bs, a.steps); res[f'{mode}_bs{bs}'] = round(ips, 1)
+            print(f'resnet50 128px bs={bs} {mode:8}: {ips:8.0f} images/s, {2501/ips:6.2f} s per epoch of 2501 images (compute only)')
+        print(f'bs={bs}: bf16+channels_last / fp32 = {res[f"bf16_cl_bs{bs}"]/res[f"fp32_bs{bs}"]:.2f}x (fp32 convolutions use TF32: {torch.backends.cudnn.allow_tf32})')
     print(json.dumps(res))
 
 if __name__ == '__main__': main()

@@ -5,8 +5,15 @@ from multilabel_regress.models import build_model, model_outputs, save_model, lo
 META = dict(task='multilabel', arch='xresnet_small', n_out=20, size=[64,64], preprocess='squish_crop',
             mean=[0.485,0.456,0.406], std=[0.229,0.224,0.225], vocab=[f'c{i}' for i in range(20)], thresholds=[0.5]*20)
 
+@pytest.fixture
+def no_tf32():
+    "Full fp32 convolutions: by default cuDNN uses TF32 (10-bit mantissa), which differs from the CPU by ~1e-3."
+    old = torch.backends.cudnn.allow_tf32; torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cudnn.allow_tf32 = old
+
 @pytest.mark.cuda
-def test_outputs_same_on_gpu(pascal, tmp_path):
+def test_outputs_same_on_gpu(pascal, tmp_path, no_tf32):
     torch.manual_seed(0); m = build_model(META).eval()
     files = sorted((pascal/'train').glob('*.jpg'))[:8]
     cpu = model_outputs(m, META, files)
