@@ -1,0 +1,168 @@
+"Tests of the key-point half: pose and calibration files, head angles, the BIWI DataLoaders, prediction in pixels."
+import pickle, shutil
+from pathlib import Path
+import numpy as np, pytest, torch
+from torch.testing import assert_close
+from multilabel_regress.datasets import DatasetError, RGB_CAL, pose_text, rotation_from_angles
+from multilabel_regress.biwi_data import *
+from multilabel_regress.keypoint import *
+
+R22 = np.array([[0.999485,-0.00797222,-0.031067],[-0.00416483,0.928156,-0.372168],[0.031802,0.372106,0.927645]])
+CTR22 = [62.3638, 96.2159, 979.839]
+
+@pytest.fixture
+def folder22(tmp_path):
+    "The FORMATS.md example: folder 22, frame 304, with the real rgb.cal."
+    d = tmp_path/'22'; d.mkdir()
+    (d/'rgb.cal').write_text(RGB_CAL)
+    (d/'frame_00304_pose.txt').write_text(pose_text(R22, CTR22))
+    return d
+
+def test_formats_example(folder22):
+    f = folder22/'frame_00304_rgb.jpg'
+    assert img2pose(f) == folder22/'frame_00304_pose.txt'
+    c = get_ctr(f)
+    assert c.dtype == torch.float32
+    assert_close(c, torch.tensor([352.9487, 291.3338]), atol=1e-4, rtol=0)
+    assert_close(get_ctr(f, cal=read_cal(folder22/'rgb.cal')), c)
+    # the book's way to read the calibration gives the same matrix
+    assert_close(torch.tensor(np.genfromtxt(folder22/'rgb.cal', skip_footer=6)), torch.tensor(read_cal(folder22)))
+
+def test_get_ctr_reads_own_folder_cal(folder22, tmp_path):
+    other = tmp_path/'07'; other.mkdir()
+    (other/'rgb.cal').write_text(RGB_CAL.replace('517.679 0 320', '600 0 300').replace('0 517.679 240.5', '0 600 250'))
+    shutil.copy(folder22/'frame_00304_pose.txt', other/'frame_00304_pose.txt')
+    K = read_cal(other)
+    assert_close(torch.tensor(K), torch.tensor([[600.,0,300],[0,600,250],[0,0,1]], dtype=torch.float64))
+    X,Y,Z = CTR22
+    assert_close(get_ctr(other/'frame_00304_rgb.jpg'), torch.tensor([X*600/Z+300, Y*600/Z+250]), atol=1e-4, rtol=0)
+    # each folder keeps its own intrinsics, even when both are cached
+    assert_close(get_ctr(folder22/'frame_00304_rgb.jpg'), torch.tensor([352.9487, 291.3338]), atol=1e-4, rtol=0)
+    # an explicit `cal` wins over the folder's
+    assert_close(get_ctr(other/'frame_00304_rgb.jpg', cal=read_cal(folder22)), torch.tensor([352.9487, 291.3338]), atol=1e-4, rtol=0)
+
+def test_read_cal_errors(tmp_path):
+    with pytest.raises(DatasetError, match='rgb.cal'): read_cal(tmp_path)
+    (tmp_path/'rgb.cal').write_text('517 0 320\nnot numbers\n')
+    with pytest.raises(DatasetError, match='rgb.cal'): read_cal(tmp_path)
+
+@pytest.mark.parametrize('angles', [(0,0,0), (30,0,0), (0,-25,0), (0,0,15), (30,-20,10), (-65,35,-20), (170,-80,-170)])
+def test_pose_angles_constructed(angles):
+    np.testing.assert_allclose(pose_angles(rotation_from_angles(*angles)), angles, atol=1e-9)
+
+def test_pose_angles_random():
+    rng = np.random.default_rng(42)
+    for a in rng.uniform([-179,-89.9,-179], [179,89.9,179], (500,3)):
+        np.testing.assert_allclose(pose_angles(rotation_from_angles(*a)), a, atol=1e-6)
+
+def test_pose_angles_meaning_and_files(folder22):
+    # yaw 90 turns the face, (0,0,-1), to the image's left (-x); positive pitch turns it down (+y)
+    np.testing.assert_allclose(rotation_from_angles(90,0,0) @ [0,0,-1], [-1,0,0], atol=1e-12)
+    assert (rotation_from_angles(0,20,0) @ [0,0,-1])[1] > 0
+    # gimbal lock: the rotation is still reproduced
+    R = rotation_from_angles(40, 90, 25)
+    np.testing.assert_allclose(rotation_from_angles(*pose_angles(R)), R, atol=1e-9)
+    # from an image file, its pose file, or the matrix
+    a = pose_angles(folder22/'frame_00304_rgb.jpg')
+    np.testing.assert_allclose(a, pose_angles(folder22/'frame_00304_pose.txt'))
+    np.testing.assert_allclose(a, pose_angles(R22))
+    np.testing.assert_allclose(rotation_from_angles(*a), R22, atol=1e-5)
+    with pytest.raises(ValueError, match='3x3'): pose_angles(np.eye(2))
+
+@pytest.mark.parametrize('text,match', [
+    (None, 'missing'),
+    ('0.99 0 0\n0 1 0\n', 'malformed'),
+    ('1 0 0\n0 1 0\n0 0 1\n\n10 20 nan\n', 'NaN'),
+    ('1 0 0\n0 1 0\n0 0 1\n\n10 20 abc\n', 'not numbers'),
+])
+def test_bad_pose_file_named(tmp_path, text, match):
+    (tmp_path/'rgb.cal').write_text(RGB_CAL)
+    if text is not None: (tmp_path/'frame_00009_pose.txt').write_text(text)
+    f = tmp_path/'frame_00009_rgb.jpg'
+    for fn in (get_ctr, pose_angles):
+        with pytest.raises(DatasetError, match=match) as e: fn(f)
+        assert 'frame_00009_pose.txt' in str(e.value)
+
+def test_img2pose_refuses_other_files():
+    with pytest.raises(DatasetError, match='depth.bin'): img2pose('01/frame_00003_depth.bin')
+
+def test_person_splitter(biwi):
+    files = sorted(biwi.glob('*/*_rgb.jpg'))
+    s = PersonSplitter('13')
+    trn,val = s(files)
+    assert {files[i].parent.name for i in val} == {'13'} and len(val) == 3
+    assert '13' not in {files[i].parent.name for i in trn} and len(trn) + len(val) == len(files)
+    assert pickle.loads(pickle.dumps(s))(files) == (trn,val)
+    assert len(PersonSplitter(['13', 7])(files)[1]) == 6
+    with pytest.raises(DatasetError, match='person 99'): PersonSplitter('99')(files)
+
+def test_biwi_dls_holds_out_13(biwi):
+    dls = biwi_dls(biwi, size=(48,64), bs=8, presize=(48,64), num_workers=0)
+    assert {Path(f).parent.name for f in dls.valid.items} == {'13'} and len(dls.valid.items) == 3
+    assert '13' not in {Path(f).parent.name for f in dls.train.items} and len(dls.train.items) == 69
+    xb,yb = dls.valid.one_batch()
+    assert xb.shape == (3,3,48,64) and yb.shape == (3,1,2)
+    # the labels are the centres, scaled to [-1, 1] by the 640x480 frame
+    exp = torch.stack([get_ctr(f) for f in dls.valid.items])*2/torch.tensor([640.,480.]) - 1
+    assert_close(yb[:,0].as_subclass(torch.Tensor), exp, atol=1e-5, rtol=0)
+    adls = biwi_dls(biwi, size=(48,64), bs=8, target='angles', num_workers=0)
+    _,ay = adls.valid.one_batch()
+    assert ay.shape == (3,3)
+    assert_close(ay[0].as_subclass(torch.Tensor)*ANGLE_SCALE, torch.tensor(pose_angles(adls.valid.items[0]), dtype=torch.float32), atol=1e-3, rtol=0)
+
+def test_pose_files_read_once(biwi, monkeypatch):
+    import multilabel_regress.biwi_data as bd
+    calls = []
+    orig = bd.read_pose_file
+    monkeypatch.setattr(bd, 'read_pose_file', lambda f: calls.append(f) or orig(f))
+    dls = bd.biwi_dls(biwi, size=(24,32), bs=16, presize=(24,32), num_workers=0)
+    for _ in range(2):
+        for _ in dls.train: pass
+    assert len(calls) == 72
+
+def test_clamp_points():
+    from fastai.vision.all import TensorPoint
+    pts = TensorPoint(torch.tensor([[[0.5,-0.2]],[[1.4,0.3]],[[-2.,-1.5]]]))
+    assert_close(ClampPoints()(pts, split_idx=0).as_subclass(torch.Tensor), torch.tensor([[[0.5,-0.2]],[[1.,0.3]],[[-1.,-1.]]]))
+    assert_close(ClampPoints()(pts, split_idx=1).as_subclass(torch.Tensor), pts.as_subclass(torch.Tensor))
+
+class ConstantModel(torch.nn.Module):
+    "A model that answers `v` (in [-1, 1] units) for every image."
+    def __init__(self, v): super().__init__(); self.v = torch.tensor(v); self.w = torch.nn.Parameter(torch.zeros(1))
+    def forward(self, x): return self.v.expand(x.shape[0], -1) + 0*self.w
+
+def test_predict_points_in_pixels(biwi):
+    dls = biwi_dls(biwi, size=(48,64), bs=8, presize=(48,64), num_workers=0)
+    learn = keypoint_learner(dls, arch='xresnet_small', pretrained=False)
+    files = dls.valid.items[:3]
+    pts = predict_points(learn, files)
+    assert pts.shape == (3,2) and pts.dtype == torch.float32
+    assert (pts[:,0] >= 0).all() and (pts[:,0] <= 640).all() and (pts[:,1] >= 0).all() and (pts[:,1] <= 480).all()
+    # a model that always answers (0.5, -0.5) in [-1, 1] units points at (480, 120) on the 640x480 frame
+    learn.model = ConstantModel((0.5,-0.5))
+    assert_close(predict_points(learn, files), torch.tensor([[480.,120.]]*3))
+    # and the pixel errors compare those with the true centres
+    df = pixel_errors(learn)
+    assert list(df.index) == ['13'] and df.loc['13','frames'] == 3
+    d = (torch.tensor([480.,120.]) - torch.stack([get_ctr(f) for f in dls.valid.items])).norm(dim=1)
+    assert abs(df.loc['13','rmse_px'] - d.pow(2).mean().sqrt().item()) < 0.006  # the table is rounded to 0.01 px
+
+def test_predict_angles_in_degrees(biwi):
+    dls = biwi_dls(biwi, size=(48,64), bs=8, target='angles', num_workers=0)
+    learn = keypoint_learner(dls, arch='xresnet_small', pretrained=False)
+    files = dls.valid.items[:2]
+    learn.model = ConstantModel((0.5,-0.25,0.))
+    assert_close(predict_angles(learn, files), torch.tensor([[45.,-22.5,0.]]*2))
+
+def test_softargmax_learner(biwi):
+    dls = biwi_dls(biwi, size=(48,64), bs=8, presize=(48,64), num_workers=0)
+    learn = keypoint_learner(dls, arch='xresnet_small', pretrained=False, head='softargmax')
+    xb,_ = dls.valid.one_batch()
+    with torch.no_grad(): out = learn.model.eval()(xb)
+    assert out.shape == (3,2) and (out.abs() < 1).all()
+    assert len(learn.opt_func(learn.splitter(learn.model), lr=1e-3).param_groups) == 2
+    pts = predict_points(learn, dls.valid.items)
+    assert pts.shape == (3,2) and (pts[:,0] > 0).all() and (pts[:,0] < 640).all()
+    adls = biwi_dls(biwi, size=(48,64), bs=8, target='angles', num_workers=0)
+    with pytest.raises(ValueError, match="head='pool'"): keypoint_learner(adls, arch='xresnet_small', pretrained=False, head='softargmax')
+    with pytest.raises(ValueError, match='unknown architecture'): keypoint_learner(dls, arch='resnet9', pretrained=False)
