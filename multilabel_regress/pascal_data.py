@@ -99,6 +99,8 @@ def pascal_dls(path:Path,          # a folder in the pascal_2007 layout
               )->DataLoaders:
     "Training and validation `DataLoaders` for a folder in the pascal_2007 layout."
     path = Path(path); df = pd.read_csv(path/csv)
+    if 'labels' in df.columns:  # hand-edited CSVs: "dog  person " means dog and person, not an empty-named class
+        df = df.assign(labels=df['labels'].map(lambda s: ' '.join(str(s).split()) if isinstance(s, str) else s))
     miss = [c for c in ('fname','labels','is_valid') if c not in df.columns]
     if miss: raise ValueError(f"{path/csv} has no column {', '.join(miss)}: the header must be fname,labels,is_valid")
     vocab = kwargs.pop('vocab', None) or pascal_vocab(df)
