@@ -20,7 +20,7 @@ class TimeToMetric(Callback):
     "Record (epoch, seconds since fit began, seconds of training passes, metric) at each epoch end; optionally stop at the bar."
     order = 60  # after `Recorder` (50), whose `after_epoch` computes the metrics
     def __init__(self, metric, bar, higher=True, stop=True): self.metric,self.bar,self.higher,self.stop,self.rows = metric,bar,higher,stop,[]
-    def before_fit(self): self.t0 = time.perf_counter(); self.train_s = 0.
+    def before_fit(self): self.t0 = time.perf_counter(); self.train_s = 0.; self.n_epochs = self.n_epoch
     def before_train(self): self.tt = time.perf_counter()
     def after_train(self): self.train_s += time.perf_counter() - self.tt
     def reached(self, v): return v is not None and (v >= self.bar if self.higher else v <= self.bar)
@@ -28,13 +28,13 @@ class TimeToMetric(Callback):
         names = self.recorder.metric_names[1:-1]  # drop 'epoch' and 'time'
         v = dict(zip(names, self.recorder.values[-1]))[self.metric]
         row = dict(epoch=self.epoch+1, elapsed_s=round(time.perf_counter()-self.t0, 1), train_s=round(self.train_s, 1), **{self.metric: round(float(v), 4)})
-        self.rows.append(row); print(f"  epoch {row['epoch']:2d}/{self.n_epoch}: {self.metric} {v:.4f} at {row['elapsed_s']:7.1f} s ({row['train_s']:.1f} s in training passes)", flush=True)
+        self.rows.append(row); print(f"  epoch {row['epoch']:2d}/{self.n_epochs}: {self.metric} {v:.4f} at {row['elapsed_s']:7.1f} s ({row['train_s']:.1f} s in training passes)", flush=True)
         if self.stop and self.reached(v): raise CancelFitException()
     def first(self): return next((r for r in self.rows if self.reached(r[self.metric])), None)
 
 def report(task, cb, what):
     r = cb.first()
-    if r: print(f"{task}: {what} reached at epoch {r['epoch']}/{cb.n_epoch} after {r['elapsed_s']:.1f} s ({r['train_s']:.1f} s in training passes)")
+    if r: print(f"{task}: {what} reached at epoch {r['epoch']}/{cb.n_epochs} after {r['elapsed_s']:.1f} s ({r['train_s']:.1f} s in training passes)")
     else: print(f"{task}: {what} NOT reached in {len(cb.rows)} epochs ({cb.rows[-1]['elapsed_s'] if cb.rows else 0:.1f} s); best {cb.metric} "
                 f"{(max if cb.higher else min)(x[cb.metric] for x in cb.rows):.4f}")
     return dict(task=task, bar=what, reached=r, epochs=cb.rows)
