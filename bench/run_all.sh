@@ -21,4 +21,4 @@ mkdir -p bench/results; log=bench/results/run_all_$(date -u +%Y-%m-%d_%H%M).log
     echo "== 4. time to quality (bench/quality.py)"; python bench/quality.py --workers "$W"
   fi
   echo "== done $(date -u '+%H:%M UTC'), load average: $(cut -d' ' -f1-3 /proc/loadavg)"
-} 2>&1 | grep -v -e 'warnings.warn' -e 'FutureWarning' | tee "$log"
+} 2>&1 | grep --line-buffered -v -e 'warnings.warn' -e 'FutureWarning' | tee "$log"
