@@ -4,14 +4,14 @@
 
 # %% ../nbs/04_biwi_data.ipynb #2a3df31d
 from __future__ import annotations
-import math
+import math, random
 from functools import lru_cache
 from fastai.vision.all import *
 from .datasets import get_biwi, read_pose_file, read_cal_file, DatasetError, BIWI_K
 
 # %% auto #0
 __all__ = ['ANGLE_SCALE', 'img2pose', 'read_cal', 'get_ctr', 'pose_angles', 'BiwiPoses', 'PersonSplitter', 'ClampPoints',
-           'biwi_dls', 'count_off_image']
+           'biwi_dls', 'count_off_image', 'HeadCrop', 'head_crop', 'RandomHeadCrop', 'FlipPose', 'pose_dls']
 
 # %% ../nbs/04_biwi_data.ipynb #12cf5d19
 def img2pose(f:Path, # an image `frame_XXXXX_rgb.jpg`
@@ -68,7 +68,7 @@ def pose_angles(f, # an image `frame_XXXXX_rgb.jpg`, its `_pose.txt`, or a 3x3 r
 class _Lookup:
     "A picklable `get_y`: the `key` entry of `table` for an item."
     def __init__(self, table, key): self.table,self.key = table,key
-    def __call__(self, f): return self.table[Path(f)][self.key]
+    def __call__(self, f): return self.table[str(f)][self.key]
 
 class BiwiPoses:
     "Every frame's pose, read once: the head centre in pixels (`'ctr'`) and (yaw, pitch, roll) in degrees (`'angles'`)."
@@ -78,9 +78,9 @@ class BiwiPoses:
         for f in map(Path, files):
             R,c = read_pose_file(img2pose(f))
             K = read_cal(f.parent) if cal is None else np.asarray(cal)
-            self.table[f] = dict(ctr=tensor(_project(c, K)), angles=tensor(pose_angles(R)))
+            self.table[str(f)] = dict(ctr=tensor(_project(c, K)), angles=tensor(pose_angles(R)))
     def __len__(self): return len(self.table)
-    def __getitem__(self, f): return self.table[Path(f)]
+    def __getitem__(self, f): return self.table[str(f)]
     def getter(self, key:str='ctr'): # 'ctr' or 'angles'
         "A picklable `get_y` returning `key` for an image file."
         return _Lookup(self.table, key)
@@ -153,3 +153,94 @@ def count_off_image(dl, # a training `DataLoader` whose targets are points
         if i == n_batches: break
         off += int((y.abs() > 1).any(-1).sum()); seen += y.shape[0]*y.shape[1]
     return off, seen
+
+# %% ../nbs/04_biwi_data.ipynb #6447843a
+from .pascal_data import LazyImage
+
+class HeadCrop(LazyImage):
+    "An image file (header read, not decoded) and the head centre `ctr` (x, y) in its pixels: the input of a head-pose model."
+    def __init__(self, src, size, ctr): super().__init__(src, size); self.ctr = tuple(float(v) for v in ctr)
+    @classmethod
+    def create(cls, o, # a `HeadCrop`, or an image file (then `ctr` is needed)
+               ctr=None): # the head centre (x, y) in pixels
+        "A `HeadCrop` for file `o` around `ctr`."
+        if isinstance(o, HeadCrop): return o
+        if ctr is None: raise ValueError(f"{o}: a head crop needs the head centre (x, y) in pixels")
+        if not isinstance(o, (str, Path)): im = PILImage.create(o); return cls(im, im.size, ctr)
+        with Image.open(o) as im: return cls(o, im.size, ctr)
+    def __repr__(self): return f"{super().__repr__()} ctr=({self.ctr[0]:.1f}, {self.ctr[1]:.1f})"
+
+def head_crop(im:Image.Image, # the frame, possibly decoded at a reduced (draft) scale `k`
+              ctr,            # the head centre (x, y) in pixels of the full-size frame
+              px:float=160,   # the side of the square to cut, in pixels of the full-size frame
+              size:int=64,    # the side of the result
+              k:float=1.,     # the scale `im` was decoded at, relative to the full-size frame
+             )->Image.Image:
+    "The `px` x `px` square of `im` centred on `ctr`, resized to `size` x `size` (black outside the frame)."
+    (cx,cy),h = (float(v) for v in ctr), px/2
+    box = tuple(int(round(v*k)) for v in (cx-h, cy-h, cx+h, cy+h))
+    return im.crop(box).resize((size,size), Image.BILINEAR)
+
+# %% ../nbs/04_biwi_data.ipynb #0894b6e9
+class RandomHeadCrop(RandTransform):
+    "Cut the head out of a `HeadCrop`: moved and scaled at random on the training set, exactly on the validation set."
+    split_idx,order = None,1
+    def __init__(self, size:int=64,    # the side of the result
+                 px:float=160,         # the side of the square cut around the centre, in pixels of the full-size frame
+                 shift:float=0.08,     # training: the largest move of the square, as a share of its side
+                 zoom:float=0.1,       # training: the square's side is scaled by exp(uniform(-zoom, zoom))
+                 **kwargs):
+        super().__init__(p=1., **kwargs); store_attr('size,px,shift,zoom')
+    def before_call(self, b, split_idx):
+        super().before_call(b, split_idx)
+        if split_idx == 0:
+            self.d = (random.uniform(-1,1)*self.shift*self.px, random.uniform(-1,1)*self.shift*self.px)
+            self.s = math.exp(random.uniform(-self.zoom, self.zoom))
+        else: self.d,self.s = (0.,0.),1.
+    def encodes(self, x:HeadCrop):
+        px = self.px*self.s; w,h = x.size; sc = self.size/px
+        im = x.open(need=(math.ceil(w*sc), math.ceil(h*sc)))
+        return PILImage(head_crop(im, (x.ctr[0]+self.d[0], x.ctr[1]+self.d[1]), px, self.size, k=im.size[0]/w))
+
+_MIRROR = tensor([-1.,1.,-1.])
+class FlipPose(ItemTransform):
+    "Mirror half the training crops, negating yaw and roll (the first and last targets)."
+    split_idx,order = 0,2
+    def __init__(self, p:float=0.5): self.p = p
+    def encodes(self, xy):
+        x,y = xy
+        if random.random() >= self.p: return x,y
+        return PILImage(x.transpose(Image.FLIP_LEFT_RIGHT)), y*_MIRROR.to(y.device)
+
+# %% ../nbs/04_biwi_data.ipynb #a433abf0
+class _WithCentre:
+    "A picklable `get_x`: a frame and its head centre, as a `HeadCrop` (items that already are pass through)."
+    def __init__(self, get): self.get = get
+    def __call__(self, f): return f if isinstance(f, HeadCrop) else HeadCrop.create(f, self.get(f))
+
+def pose_dls(path:Path,            # a biwi_head_pose-style folder (person folders 01, 02, ...)
+             px:float=160,         # the side of the square cut around each head, in pixels of the frame
+             size:int=64,          # the side of the crops in the batch
+             valid_person='13',    # the held-out person folder, or a list of them
+             bs:int=32,            # batch size
+             flip:bool=True,       # mirror half the training crops (negating yaw and roll)
+             shift:float=0.08,     # training: random move of the square, share of its side
+             zoom:float=0.1,       # training: random scale of the square (log)
+             lighting:float=0.2,   # training: random brightness and contrast (0: none)
+             num_workers:int=None, # data loader processes; `None`: fastai's default
+             seed:int=None,        # seed for the shuffling and the augmentations
+            )->DataLoaders:
+    "Head crops and their (yaw, pitch, roll) / `ANGLE_SCALE`, one person held out: the data of a head-pose model."
+    files = get_image_files(path)
+    if not files: raise DatasetError(f"{path} holds no images: pass the biwi_head_pose folder that holds 01, 02, ...")
+    poses = BiwiPoses(files)
+    light = [Brightness(lighting), Contrast(lighting)] if lighting else []
+    db = DataBlock(blocks=(ImageBlock(cls=HeadCrop), RegressionBlock(n_out=3)), get_items=noop,
+                   splitter=PersonSplitter(valid_person), get_x=_WithCentre(poses.getter('ctr')),
+                   get_y=_ScaledAngles(poses.getter('angles')),
+                   item_tfms=[RandomHeadCrop(size, px, shift, zoom)] + ([FlipPose()] if flip else []),
+                   batch_tfms=[*light, Normalize.from_stats(*imagenet_stats)])
+    if seed is not None: set_seed(seed, reproducible=True)
+    dls = db.dataloaders(files, bs=bs, **({} if num_workers is None else dict(num_workers=num_workers)))
+    dls.poses,dls.target,dls.crop_px,dls.crop_size = poses,'angles',px,size
+    return dls

@@ -35,8 +35,9 @@ def sample(which:str,           # 'pascal' or 'biwi'
 from .pascal_data import pascal_dls
 from .multilabel import (multilabel_learner, mean_average_precision, per_class_ap, f1_scores,
                                             best_threshold, per_class_thresholds, threshold_sweep)
-from .biwi_data import biwi_dls, get_ctr, ANGLE_SCALE
-from .keypoint import keypoint_learner, SoftArgmax
+from .biwi_data import biwi_dls, pose_dls, head_crop, get_ctr, ANGLE_SCALE
+from .keypoint import keypoint_learner, SoftArgmax, predict_angles
+from .biwi_data import pose_angles
 from .distributed import train_ctx, gather_preds, on_main, is_main, main_first, distrib_setup, distrib_teardown
 from fastai.vision.all import XResNet, imagenet_stats, set_seed, accuracy_multi
 
@@ -83,22 +84,29 @@ def train_multilabel(path:str,                 # a folder in the pascal_2007 lay
 def train_keypoint(path:str,                 # a folder in the biwi_head_pose layout (01/, 02/, ... with rgb.cal)
                    target:str='ctr',         # 'ctr' (the head centre) or 'angles' (yaw, pitch, roll)
                    arch:str='xresnet_small', # architecture name (see `models.ARCHS`)
-                   size:tuple=(96,128),      # (height, width) of the images the model sees
-                   epochs:int=4,             # epochs (`fit_one_cycle`; with --pretrained, `fine_tune`)
+                   size:tuple=None,          # (height, width) of the images the model sees (default: 96x128 frames, 64x64 head crops)
+                   epochs:int=None,          # epochs (`fit_one_cycle`; with --pretrained, `fine_tune`; default: 4 centre, 30 angles)
                    lr:float=3e-3,            # learning rate
                    bs:int=32,                # batch size
                    pretrained:bool=False,    # start from ImageNet weights (needs a download)
                    valid_person:str='13',    # the held-out person folder
                    seed:int=42,              # seed for repeatable runs
                    workers:int=None,         # data loader processes (default: all cores, at most 8)
+                   crop_px:float=160,        # angles: the side of the square cut around the head, in pixels of the frame
                   )->tuple:                  # (learner, metadata for the model folder, predictions, targets)
-    "Train a key-point (or head-pose) model on `path`, holding out `valid_person`."
+    "Train a key-point model (or a head-pose model on crops around the head) on `path`, holding out `valid_person`."
+    if target not in ('ctr','angles'): raise ValueError(f"target={target!r}: use 'ctr' (the head centre) or 'angles' (yaw, pitch, roll)")
     path = Path(path); check_biwi(path, images=False)
     if not (path/valid_person).is_dir(): raise DatasetError(f"{path/valid_person} does not exist: pick a person folder to hold out with --valid-person")
     set_seed(seed, reproducible=True)
-    size = tuple(size)
-    dls = biwi_dls(path, size=size, presize=size, valid_person=valid_person, bs=bs, target=target, seed=seed,
-                   num_workers=_workers(workers))
+    size = tuple(size or ((96,128) if target == 'ctr' else (64,64)))
+    epochs = epochs or (4 if target == 'ctr' else 30)
+    if target == 'ctr':
+        dls = biwi_dls(path, size=size, presize=size, valid_person=valid_person, bs=bs, seed=seed, num_workers=_workers(workers))
+    else:
+        if size[0] != size[-1]: raise ValueError(f"size={size}: head crops are square, pass one number (--size 64)")
+        dls = pose_dls(path, px=crop_px, size=size[0], valid_person=valid_person, bs=bs, seed=seed, num_workers=_workers(workers))
+        size = (size[0], size[0])
     head = 'softargmax' if target == 'ctr' and not pretrained else 'pool'
     kw = dict(head=head) if head == 'softargmax' else dict(ps=0.1) if target == 'angles' else {}
     learn = main_first(keypoint_learner, dls, arch=arch, pretrained=pretrained, **kw)
@@ -110,7 +118,7 @@ def train_keypoint(path:str,                 # a folder in the biwi_head_pose la
                 preprocess='resize', mean=list(map(float, imagenet_stats[0])), std=list(map(float, imagenet_stats[1])),
                 valid_person=valid_person, **_builder(learn.model, stride=8))
     if head == 'pool': meta['y_range'] = [-1.,1.]
-    if target == 'angles': meta['angle_scale'] = ANGLE_SCALE
+    if target == 'angles': meta.update(angle_scale=ANGLE_SCALE, preprocess='head_crop', crop_px=float(crop_px))
     return learn, meta, preds, targs
 
 # %% ../nbs/07_cli.ipynb #c1156998
@@ -126,12 +134,37 @@ def _images(files, skip_bad):
     if not ok: raise DatasetError("no readable images to work on")
     return ok,bad
 
-def predict_files(model_dir:str, files:list, skip_bad:bool=False)->list:
-    "Predict each image in `files` with the model in `model_dir`: a list of dicts (file, and labels or points)."
+def _outputs(model, meta, files, ctrs=None, bs=32):
+    "`model_outputs`, and for a head-pose model the crops around `ctrs` (the head centres in pixels) first."
+    if meta['preprocess'] != 'head_crop': return model_outputs(model, meta, files, bs=bs)
+    rmeta = dict(meta, preprocess='resize'); dev = next(model.parameters()).device; outs = []
+    with torch.no_grad():
+        for i in range(0, len(files), bs):
+            xb = torch.stack([preprocess(head_crop(open_rgb(f), c, meta['crop_px'], meta['size'][0]), rmeta)
+                              for f,c in zip(files[i:i+bs], ctrs[i:i+bs])]).to(dev)
+            outs.append(model(xb).float().cpu())
+    return torch.cat(outs)
+
+def _points(model, meta, files):
+    "A centre model's predicted head centres, [n, 2] in pixels of each original image."
+    sizes = torch.tensor([open_rgb(f).size for f in files]).float()
+    return (model_outputs(model, meta, files).view(len(files),-1,2)[:,0]+1)/2*sizes
+
+def _centre_model(centre_model):
+    "The centre model a head-pose model needs for new images, checked."
+    if centre_model is None: raise ValueError("a head-pose model crops around the head centre: pass --centre-model with a centre model folder (mlr train keypoint --target ctr)")
+    model,meta = load_model(centre_model)
+    if meta.get('target') != 'ctr': raise ValueError(f"{centre_model} is not a centre model (its target is {meta.get('target', meta['task'])!r}): pass a folder from mlr train keypoint --target ctr")
+    return model,meta
+
+def predict_files(model_dir:str, files:list, skip_bad:bool=False, centre_model:str=None)->list:
+    "Predict each image in `files` with the model in `model_dir`: a list of dicts (file, and labels, a point, or angles)."
     model,meta = load_model(model_dir)
     if not files: raise DatasetError("no images given: pass one or more image files")
+    if meta.get('target') == 'angles': cmodel,cmeta = _centre_model(centre_model)
     files,bad = _images(files, skip_bad)
-    out = model_outputs(model, meta, files)
+    ctrs = _points(cmodel, cmeta, files) if meta.get('target') == 'angles' else None
+    out = _outputs(model, meta, files, ctrs)
     res = []
     if meta['task'] == 'multilabel':
         probs = out.sigmoid(); th = torch.tensor(meta['thresholds'])
@@ -139,7 +172,8 @@ def predict_files(model_dir:str, files:list, skip_bad:bool=False)->list:
             res.append(dict(file=str(f), labels=[meta['vocab'][i] for i in torch.where(p > th)[0].tolist()],
                             probs={v: round(float(q),4) for v,q in zip(meta['vocab'], p)}))
     elif meta.get('target') == 'angles':
-        for f,a in zip(files, out.view(-1,3)*meta['angle_scale']): res.append(dict(file=str(f), yaw=round(float(a[0]),2), pitch=round(float(a[1]),2), roll=round(float(a[2]),2)))
+        for f,c,a in zip(files, ctrs, out.view(-1,3)*meta['angle_scale']):
+            res.append(dict(file=str(f), x=round(float(c[0]),2), y=round(float(c[1]),2), yaw=round(float(a[0]),2), pitch=round(float(a[1]),2), roll=round(float(a[2]),2)))
     else:
         for f,o in zip(files, out.view(len(files),-1,2)[:,0]):
             w,h = open_rgb(f).size
@@ -151,10 +185,11 @@ def predict(model_dir:str,        # a model folder written by `mlr train`
             format:str='json',    # 'json' or 'csv'
             out:str=None,         # write here instead of printing
             skip_bad:bool=False,  # skip unreadable images (and say how many) instead of stopping
+            centre_model:str=None, # head-pose models: the centre model folder that finds the head to crop around
            ):
-    "Predict labels (multi-label model) or the head centre in pixels (key-point model) for each image."
+    "Predict labels (multi-label model), the head centre in pixels (centre model) or the head's angles (head-pose model) for each image."
     if format not in ('json','csv'): raise ValueError(f"--format must be 'json' or 'csv', not {format!r}")
-    res = predict_files(model_dir, images if isinstance(images, list) else [images], skip_bad)
+    res = predict_files(model_dir, images if isinstance(images, list) else [images], skip_bad, centre_model)
     if format == 'json': txt = json.dumps(res, indent=1)
     else:
         rows = [dict(r, labels=' '.join(r['labels']), probs=None) if 'labels' in r else r for r in res]
@@ -211,21 +246,27 @@ def evaluate_multilabel(model, meta, path, csv='train.csv', all_rows=False, igno
                           for i,(v,a,x,t) in enumerate(zip(vocab, ap, f1['per_class'], th))})
     return res
 
-def evaluate_keypoint(model, meta, path, persons=None, skip_bad=False):
+def evaluate_keypoint(model, meta, path, persons=None, skip_bad=False, centre_model=None):
     path = Path(path); check_biwi(path, images=False)
     persons = persons or [meta.get('valid_person','13')]
     files = [f for p in persons for f in sorted((path/p).glob('frame_*_rgb.jpg'))]
     if not files: raise DatasetError(f"no frames in {', '.join(str(path/p) for p in persons)}: pass --persons with existing person folders")
     files,_ = _images(files, skip_bad)
-    out = model_outputs(model, meta, files)
     if meta.get('target') == 'angles':
         from multilabel_regress.biwi_data import pose_angles
-        pred = out.view(-1,3)*meta['angle_scale']; true = torch.tensor([list(pose_angles(f)) for f in files]).float()
+        true_ctrs = torch.stack([get_ctr(f) for f in files]).float()
+        ctrs = true_ctrs if centre_model is None else _points(*_centre_model(centre_model), files)
+        pred = _outputs(model, meta, files, ctrs).view(-1,3)*meta['angle_scale']
+        true = torch.tensor([list(pose_angles(f)) for f in files]).float()
         err = (pred-true).abs()
-        return dict(task='keypoint', target='angles', images=len(files), persons=persons, mae_deg=float(err.mean()),
-                    mae_yaw=float(err[:,0].mean()), mae_pitch=float(err[:,1].mean()), mae_roll=float(err[:,2].mean()))
+        res = dict(task='keypoint', target='angles', images=len(files), persons=persons,
+                   centres='true (pose files)' if centre_model is None else f'predicted ({centre_model})', mae_deg=float(err.mean()),
+                   mae_yaw=float(err[:,0].mean()), mae_pitch=float(err[:,1].mean()), mae_roll=float(err[:,2].mean()))
+        if centre_model is not None: res['centre_rmse_px'] = float((ctrs-true_ctrs).norm(dim=1).pow(2).mean().sqrt())
+        return res
+    if centre_model is not None: raise ValueError("--centre-model is for head-pose (angles) models: this one finds the centre itself")
     sizes = torch.tensor([open_rgb(f).size for f in files]).float()
-    pred = (out.view(len(files),-1,2)[:,0]+1)/2*sizes
+    pred = _points(model, meta, files)
     true = torch.stack([get_ctr(f) for f in files]).float()
     d = (pred-true).norm(dim=1); per = pd.Series(d.numpy()).groupby([f.parent.name for f in files])
     return dict(task='keypoint', target='ctr', images=len(files), persons=persons, rmse_px=float(d.pow(2).mean().sqrt()),
@@ -239,13 +280,14 @@ def evaluate(model_dir:str,          # a model folder written by `mlr train`
              persons:str=None,       # key points: person folders to evaluate, comma separated (default: the held-out one)
              ignore_unknown:bool=False, # multi-label: leave out labels the model does not know, instead of stopping
              skip_bad:bool=False,    # skip unreadable images (and say how many) instead of stopping
+             centre_model:str=None,  # head-pose models: crop around this centre model's predictions (default: the true centres)
             ):
     "The model's metrics on a labelled folder: mAP, F1 and accuracy_multi, or the centre error in pixels (or angles in degrees)."
     if path is None: raise ValueError("--path is required: the labelled folder to evaluate on")
     if not Path(path).is_dir(): raise DatasetError(f"{path} is not a folder: pass --path with the labelled data folder")
     model,meta = load_model(model_dir)
     if meta['task'] == 'multilabel': res = evaluate_multilabel(model, meta, path, all_rows=all_rows, ignore_unknown=ignore_unknown, skip_bad=skip_bad)
-    else: res = evaluate_keypoint(model, meta, path, persons=persons.split(',') if persons else None, skip_bad=skip_bad)
+    else: res = evaluate_keypoint(model, meta, path, persons=persons.split(',') if persons else None, skip_bad=skip_bad, centre_model=centre_model)
     _print_metrics(res)
     if json_out: _write_atomic(Path(json_out), json.dumps(res, indent=1))
     return res
@@ -263,13 +305,14 @@ def train(task:str,                 # 'multilabel' (pascal_2007 layout) or 'keyp
           path:str=None,            # the data folder (required)
           out:str=None,             # the model folder to write (default: models/TASK)
           arch:str='xresnet_small', # architecture: xresnet_small (from scratch), resnet18, resnet34, resnet50
-          size:str=None,            # image size: `128` (multilabel), `96,128` (keypoint: height,width)
-          epochs:int=None,          # epochs (default: 28 multilabel, 4 keypoint)
+          size:str=None,            # image size: `128` (multilabel), `96,128` (keypoint centre: height,width), `64` (head-pose crops)
+          epochs:int=None,          # epochs (default: 28 multilabel, 4 keypoint centre, 30 head pose)
           lr:float=None,            # learning rate (default: 1e-2 multilabel, 3e-3 keypoint)
           bs:int=32,                # batch size (per process, under a distributed launch)
           pretrained:bool=False,    # start from ImageNet weights (needs a download; not for xresnet_small)
-          target:str='ctr',         # keypoint: 'ctr' (head centre) or 'angles' (yaw, pitch, roll)
+          target:str='ctr',         # keypoint: 'ctr' (head centre) or 'angles' (yaw, pitch, roll, from crops around the head)
           valid_person:str='13',    # keypoint: the held-out person folder
+          crop_px:float=160,        # angles: the side of the square cut around the head, in pixels of the frame
           force:bool=False,         # replace an existing model folder
           seed:int=42,              # seed for repeatable runs
           workers:int=None,         # data loader processes
@@ -285,8 +328,8 @@ def train(task:str,                 # 'multilabel' (pascal_2007 layout) or 'keyp
     if task == 'multilabel':
         learn,meta,probs,targs = train_multilabel(path, arch, int(size or 128), epochs or 28, lr or 1e-2, bs, pretrained, seed, workers)
     else:
-        sz = tuple(int(s) for s in (size or '96,128').split(','))
-        learn,meta,probs,targs = train_keypoint(path, target, arch, sz, epochs or 4, lr or 3e-3, bs, pretrained, valid_person, seed, workers)
+        sz = tuple(int(s) for s in size.split(',')) if size else None
+        learn,meta,probs,targs = train_keypoint(path, target, arch, sz, epochs, lr or 3e-3, bs, pretrained, valid_person, seed, workers, crop_px)
     secs = time.time()-t
     on_main(save_model, learn.model, out, dict(meta, train_seconds=round(secs,1)), force=force)
     if task == 'multilabel':
@@ -330,7 +373,8 @@ def _plot_points(files, pred, true, f):
 def chapter(data:str='sample',      # 'sample' (generated offline) or 'full' (the real downloads, the book's recipes)
             report:str='report',    # the report folder to write
             ml_epochs:int=None,     # multi-label epochs (default: 28 sample, 3 after 4 frozen on full data)
-            kp_epochs:int=None,     # key-point epochs (default: 4 sample, 3 full)
+            kp_epochs:int=None,     # key-point (centre) epochs (default: 4 sample, 3 full)
+            pose_epochs:int=None,   # head-pose (angles) epochs (default: 30 sample, 5 full)
             force:bool=True,        # replace an existing report folder's contents
            ):
     "Run the chapter end to end and write a report folder: key figures, plots, metrics.json, model folders."
@@ -373,13 +417,16 @@ def chapter(data:str='sample',      # 'sample' (generated offline) or 'full' (th
     _say(f"  centre RMSE on person {meta['valid_person']}: {rmse:.2f} px ({m['keypoint']['rmse_pct_width']:.2f}% of the width)")
     _say("[4/4] head pose angles (BIWI)")
     t2 = time.time()
-    if full: learn,meta,preds,targs = train_keypoint(biwi, 'angles', 'resnet18', (240,320), kp_epochs or 3, 1e-2, 64, True)
-    else:    learn,meta,preds,targs = train_keypoint(biwi, 'angles', 'xresnet_small', (96,128), kp_epochs or 3, 3e-3, 32, False)
+    if full: learn,meta,preds,targs = train_keypoint(biwi, 'angles', 'resnet18', (112,112), pose_epochs or 5, 3e-3, 64, True, crop_px=200)
+    else:    learn,meta,preds,targs = train_keypoint(biwi, 'angles', 'xresnet_small', (64,64), pose_epochs or 30, 3e-3, 32, False, crop_px=160)
     on_main(save_model, learn.model, rep/'models'/'pose', meta, force=force)
     e = (preds.view(-1,3)-targs.view(-1,3)).abs()*ANGLE_SCALE
-    m['pose'] = dict(valid_person=meta['valid_person'], train_seconds=round(time.time()-t2,1), mae_deg=round(float(e.mean()),2),
-                     mae_yaw=round(float(e[:,0].mean()),2), mae_pitch=round(float(e[:,1].mean()),2), mae_roll=round(float(e[:,2].mean()),2))
-    _say(f"  pose MAE on person {meta['valid_person']}: {m['pose']['mae_deg']:.2f} deg (yaw {m['pose']['mae_yaw']:.2f}, pitch {m['pose']['mae_pitch']:.2f}, roll {m['pose']['mae_roll']:.2f})")
+    chained = (predict_angles(learn, files, ctrs=pp) - torch.tensor([pose_angles(f) for f in files]).float()).abs()
+    m['pose'] = dict(valid_person=meta['valid_person'], train_seconds=round(time.time()-t2,1), crop_px=meta['crop_px'], mae_deg=round(float(e.mean()),2),
+                     mae_yaw=round(float(e[:,0].mean()),2), mae_pitch=round(float(e[:,1].mean()),2), mae_roll=round(float(e[:,2].mean()),2),
+                     mae_deg_predicted_centres=round(float(chained.mean()),2))
+    _say(f"  pose MAE on person {meta['valid_person']}, crops around the true centres: {m['pose']['mae_deg']:.2f} deg (yaw {m['pose']['mae_yaw']:.2f}, pitch {m['pose']['mae_pitch']:.2f}, roll {m['pose']['mae_roll']:.2f})")
+    _say(f"  around the centres the centre model predicted: {m['pose']['mae_deg_predicted_centres']:.2f} deg")
     m['data'] = dict(source=data, pascal=str(pascal), biwi=str(biwi)); m['seconds'] = round(time.time()-t0,1)
     on_main(_write_atomic, rep/'metrics.json', json.dumps(m, indent=1))
     _say(f"report: {rep.absolute()} (metrics.json, threshold_sweep.png, pr_curves.png, keypoints.png, models/) in {m['seconds']:.0f} s")

@@ -7,7 +7,8 @@ from __future__ import annotations
 import math
 from fastai.vision.all import *
 from .models import get_arch
-from .biwi_data import ANGLE_SCALE, get_ctr, pose_angles
+from .biwi_data import ANGLE_SCALE, get_ctr, pose_angles, HeadCrop
+from .datasets import DatasetError
 
 # %% auto #0
 __all__ = ['SoftArgmax', 'keypoint_learner', 'PixelRMSE', 'AngleMAE', 'predict_points', 'predict_angles', 'pixel_errors',
@@ -105,14 +106,24 @@ def predict_points(learn:Learner, # a key-point learner (target 'ctr')
     preds,_ = learn.get_preds(dl=learn.dls.test_dl(files, bs=bs))
     return ((preds.view(len(files), -1, 2)[:,0].float() + 1)/2 * _sizes(files)).float()
 
-def predict_angles(learn:Learner, # a learner trained with `biwi_dls(..., target='angles')`
+def _crop_items(learn, files, ctrs):
+    "Items for `learn`'s test set: the files, or `HeadCrop`s around `ctrs` (default: the pose files' centres) for a head-crop model."
+    if not getattr(learn.dls, 'crop_px', None): return files
+    if ctrs is None:
+        try: ctrs = [get_ctr(f) for f in files]
+        except DatasetError as e: raise DatasetError(f"{e} (a head-crop model needs the head centres: pass ctrs=, e.g. predict_points(centre_learner, files))") from None
+    if len(ctrs) != len(files): raise ValueError(f"{len(files)} files but {len(ctrs)} centres: pass one (x, y) per file")
+    return L(HeadCrop.create(f, c) for f,c in zip(files, ctrs))
+
+def predict_angles(learn:Learner, # a learner trained with `pose_dls` (head crops) or `biwi_dls(..., target='angles')`
                    files,         # image files
+                   ctrs=None,     # head-crop models: the head centre (x, y) in pixels of each file; `None`: from its pose file
                    bs:int=64,     # batch size
                   )->Tensor:      # [n, 3], (yaw, pitch, roll) in degrees
     "The predicted (yaw, pitch, roll) of each image in `files`, in degrees."
     files = L(files)
     if not files: return torch.zeros(0, 3)
-    preds,_ = learn.get_preds(dl=learn.dls.test_dl(files, bs=bs))
+    preds,_ = learn.get_preds(dl=learn.dls.test_dl(_crop_items(learn, files, ctrs), bs=bs))
     return preds.view(len(files), 3).float()*ANGLE_SCALE
 
 # %% ../nbs/05_keypoint.ipynb #8d3728b2
@@ -132,14 +143,14 @@ def pixel_errors(learn:Learner, # a key-point learner (target 'ctr')
                              mean_px=g.mean(), median_px=g.median(), max_px=g.max())).round(2)
 
 # %% ../nbs/05_keypoint.ipynb #4cd2c6a9
-def angle_errors(learn:Learner, # a learner trained with `biwi_dls(..., target='angles')`
+def angle_errors(learn:Learner, # a learner trained with `pose_dls` (head crops) or `biwi_dls(..., target='angles')`
                  files=None,    # labelled image files; `None`: the validation set
+                 ctrs=None,     # head-crop models: the centres to crop around (e.g. predicted ones); `None`: the true ones
                  bs:int=64,     # batch size
                 )->pd.DataFrame: # per person: frames and the mean absolute error of each angle in degrees
     "Mean absolute error of yaw, pitch and roll in degrees, per person."
     files = L(ifnone(files, learn.dls.valid.items))
-    preds,targs = learn.get_preds(dl=learn.dls.test_dl(files, bs=bs, with_labels=True))
-    e = (preds.view(-1,3) - targs.view(-1,3)).abs().float()*ANGLE_SCALE
+    e = (predict_angles(learn, files, ctrs, bs=bs) - tensor([pose_angles(f) for f in files]).float()).abs()
     df = pd.DataFrame(e.double().numpy(), columns=['yaw','pitch','roll'])
     df['person'] = [Path(f).parent.name for f in files]
     res = df.groupby('person').mean()

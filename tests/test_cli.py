@@ -79,6 +79,43 @@ def test_keypoint_train_evaluate_predict(data, kp_model):
     res = json.loads(mlr('predict', kp_model, b/'13'/'frame_00003_rgb.jpg').stdout)
     assert 0 <= res[0]['x'] <= 640 and 0 <= res[0]['y'] <= 480
 
+@pytest.fixture(scope='module')
+def pose_model(data):
+    d,_,b = data
+    mlr('train', 'keypoint', '--path', b, '--out', d/'pose', '--target', 'angles', '--epochs', 1, '--size', 32, '--workers', 0)
+    return d/'pose'
+
+def test_pose_model_crops_around_the_head(data, pose_model, kp_model):
+    "A head-pose model is trained on crops; it evaluates on true or predicted centres and predicts through a centre model."
+    d,_,b = data
+    meta = json.loads((pose_model/'model.json').read_text())
+    assert meta['target'] == 'angles' and meta['preprocess'] == 'head_crop' and meta['crop_px'] == 160 and meta['size'] == [32,32]
+    mlr('evaluate', pose_model, '--path', b, '--json-out', d/'p.json')
+    m = json.loads((d/'p.json').read_text())
+    assert m['target'] == 'angles' and m['centres'].startswith('true') and m['images'] == 2 and m['mae_deg'] >= 0
+    mlr('evaluate', pose_model, '--path', b, '--centre-model', kp_model, '--json-out', d/'p2.json')
+    m2 = json.loads((d/'p2.json').read_text())
+    assert m2['centres'].startswith('predicted') and m2['centre_rmse_px'] > 0
+    f = b/'13'/'frame_00003_rgb.jpg'
+    res = json.loads(mlr('predict', pose_model, f, '--centre-model', kp_model).stdout)
+    ctr = json.loads(mlr('predict', kp_model, f).stdout)[0]
+    assert (res[0]['x'], res[0]['y']) == (ctr['x'], ctr['y']) and set(res[0]) == {'file','x','y','yaw','pitch','roll'}
+    # the same crop, cut by hand, gives the same angles
+    from multilabel_regress.biwi_data import head_crop
+    from multilabel_regress.models import preprocess, open_rgb
+    model,_ = load_model(pose_model)
+    x = preprocess(head_crop(open_rgb(f), (ctr['x'], ctr['y']), 160, 32), dict(meta, preprocess='resize'))
+    with torch.no_grad(): a = model(x[None])[0]*meta['angle_scale']
+    assert abs(float(a[0]) - res[0]['yaw']) < 0.02 and abs(float(a[2]) - res[0]['roll']) < 0.02
+
+def test_pose_model_needs_a_centre_model(data, pose_model, ml_model):
+    d,_,b = data
+    f = b/'13'/'frame_00003_rgb.jpg'
+    one_line_error(mlr('predict', pose_model, f, ok=False), '--centre-model')
+    one_line_error(mlr('predict', pose_model, f, '--centre-model', ml_model, ok=False), 'not a centre model')
+    one_line_error(mlr('train', 'keypoint', '--path', b, '--out', d/'x', '--target', 'angles', '--size', '32,48', ok=False), 'square')
+    assert not (d/'x').exists()
+
 # --- bad input: each works, or stops with one line naming the file and the fix ------------------
 
 @pytest.fixture

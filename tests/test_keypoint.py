@@ -6,6 +6,7 @@ from torch.testing import assert_close
 from multilabel_regress.datasets import DatasetError, RGB_CAL, pose_text, rotation_from_angles
 from multilabel_regress.biwi_data import *
 from multilabel_regress.keypoint import *
+from fastai.vision.all import L, PILImage
 
 R22 = np.array([[0.999485,-0.00797222,-0.031067],[-0.00416483,0.928156,-0.372168],[0.031802,0.372106,0.927645]])
 CTR22 = [62.3638, 96.2159, 979.839]
@@ -166,3 +167,63 @@ def test_softargmax_learner(biwi):
     adls = biwi_dls(biwi, size=(48,64), bs=8, target='angles', num_workers=0)
     with pytest.raises(ValueError, match="head='pool'"): keypoint_learner(adls, arch='xresnet_small', pretrained=False, head='softargmax')
     with pytest.raises(ValueError, match='unknown architecture'): keypoint_learner(dls, arch='resnet9', pretrained=False)
+
+# --- head crops for the angles -------------------------------------------------------------------
+
+def test_head_crop_geometry(biwi):
+    from PIL import Image
+    im = Image.new('RGB', (640,480)); im.putpixel((300,200), (255,0,0))
+    c = head_crop(im, (300.5,200.5), px=8, size=8)  # 1:1: the centre pixel lands in the middle of the crop
+    assert c.size == (8,8) and np.asarray(c)[4,4].tolist() == [255,0,0]
+    half = head_crop(im.resize((320,240), Image.NEAREST), (300.5,200.5), px=8, size=8, k=0.5)  # a frame decoded at half scale
+    assert half.size == (8,8)
+    edge = head_crop(Image.new('RGB', (640,480), (200,200,200)), (0.,0.), px=100, size=10)  # outside the frame: black
+    a = np.asarray(edge); assert a[0,0].tolist() == [0,0,0] and a[-1,-1].tolist() == [200,200,200]
+    with pytest.raises(ValueError, match='head centre'): HeadCrop.create(next(biwi.glob('13/*_rgb.jpg')))
+
+def test_pose_dls(biwi):
+    dls = pose_dls(biwi, size=32, bs=8, num_workers=0, seed=0)
+    xb,yb = dls.train.one_batch()
+    assert xb.shape == (8,3,32,32) and yb.shape == (8,3)
+    assert {Path(f).parent.name for f in dls.valid.items} == {'13'} and dls.target == 'angles' and dls.crop_px == 160
+    vx,vy = dls.valid.one_batch()
+    assert_close(vy.as_subclass(torch.Tensor)*ANGLE_SCALE, torch.tensor([pose_angles(f) for f in dls.valid.items], dtype=torch.float32), atol=1e-3, rtol=0)
+    # the validation crops do not change from one pass to the next; the training ones do
+    assert torch.equal(vx, dls.valid.one_batch()[0])
+    f = dls.train.items[0]; hc = HeadCrop.create(f, dls.poses[f]['ctr'])
+    t = RandomHeadCrop(size=32)
+    outs = {np.asarray(t(hc, split_idx=0)).tobytes() for _ in range(5)}
+    assert len(outs) > 1
+    assert pickle.loads(pickle.dumps(hc)).ctr == hc.ctr and pickle.loads(pickle.dumps(t)).px == 160
+    xw,_ = pose_dls(biwi, size=32, bs=8, num_workers=2).train.one_batch()  # in worker processes too
+    assert xw.shape == (8,3,32,32)
+
+def test_flip_pose_negates_yaw_and_roll():
+    from PIL import Image
+    x = PILImage(Image.fromarray(np.arange(2*3*3, dtype=np.uint8).reshape(2,3,3)))
+    fx,fy = FlipPose(p=1.)((x, torch.tensor([0.4,-0.2,0.1])), split_idx=0)
+    assert_close(fy, torch.tensor([-0.4,-0.2,-0.1])); assert (np.asarray(fx) == np.asarray(x)[:,::-1]).all()
+    gx,gy = FlipPose(p=1.)((x, torch.tensor([0.4,-0.2,0.1])), split_idx=1)  # not on the validation set
+    assert_close(gy, torch.tensor([0.4,-0.2,0.1]))
+    M = np.diag([-1.,1.,1.])  # a mirrored head's rotation is M R M: yaw and roll change sign
+    for a in [(30,-20,10), (-60,35,-20)]:
+        np.testing.assert_allclose(pose_angles(M@rotation_from_angles(*a)@M), (-a[0], a[1], -a[2]), atol=1e-9)
+
+def test_predict_angles_from_crops(biwi):
+    dls = pose_dls(biwi, size=32, bs=8, num_workers=0)
+    learn = keypoint_learner(dls, arch='xresnet_small', pretrained=False, ps=0.1)
+    files = dls.valid.items
+    learn.model = ConstantModel((0.5,-0.25,0.))
+    assert_close(predict_angles(learn, files[:2]), torch.tensor([[45.,-22.5,0.]]*2))
+    with pytest.raises(ValueError, match='2 files but 1 centres'): predict_angles(learn, files[:2], ctrs=[(1.,2.)])
+    assert predict_angles(learn, []).shape == (0,3)
+    learn.model.eval()
+    learn2 = keypoint_learner(dls, arch='xresnet_small', pretrained=False, ps=0.1)
+    # moving the crop moves what the model sees: other centres, other inputs
+    ctrs = torch.stack([get_ctr(f) for f in files])
+    a = learn2.dls.test_dl(L(HeadCrop.create(f, c) for f,c in zip(files, ctrs))).one_batch()[0]
+    b = learn2.dls.test_dl(L(HeadCrop.create(f, c+40) for f,c in zip(files, ctrs))).one_batch()[0]
+    assert not torch.equal(a, b)
+    assert torch.equal(a, dls.valid.one_batch()[0])  # the true centres give exactly the validation crops
+    df = angle_errors(learn2)
+    assert list(df.index) == ['13'] and df.loc['13','frames'] == 3
