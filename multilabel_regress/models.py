@@ -145,7 +145,9 @@ def load_model(path:Path, # a folder written by `save_model`
     return model.eval(), meta
 
 # %% ../nbs/06_models.ipynb #cd2873b8
-def preprocess(im:Image.Image, meta:dict)->Tensor:
+def preprocess(im:Image.Image, meta:dict,
+               ctr=None, # 'head_crop' models: the head centre (x, y) in pixels of `im`
+              )->Tensor:
     "The image `im` as a normalised `[3,h,w]` tensor, the way the model's validation data was."
     h,w = meta['size'] if len(meta['size'])==2 else (meta['size'][0],)*2
     if meta['preprocess'] == 'squish_crop':
@@ -154,18 +156,26 @@ def preprocess(im:Image.Image, meta:dict)->Tensor:
         l,t = x//2, x//2
         im = im.crop((l, t, l+w, t+h))
     elif meta['preprocess'] == 'resize': im = im.resize((w,h), Image.BILINEAR)
+    elif meta['preprocess'] == 'head_crop':
+        if ctr is None: raise ValueError("a head-pose model sees a crop around the head: pass its centre (x, y), e.g. from a centre model (mlr predict --centre-model)")
+        from multilabel_regress.biwi_data import head_crop
+        im = head_crop(im, ctr, meta['crop_px'], w)
     else: raise DatasetError(f"unknown preprocess {meta['preprocess']!r} in model.json")
     t = torch.from_numpy(np.asarray(im, dtype=np.float32)/255.).permute(2,0,1)
     return (t - tensor(meta['mean'])[:,None,None]) / tensor(meta['std'])[:,None,None]
 
-def model_outputs(model:nn.Module, meta:dict, files:list, bs:int=32)->Tensor:
+def model_outputs(model:nn.Module, meta:dict, files:list, bs:int=32,
+                  ctrs=None, # 'head_crop' models: one head centre (x, y) per file
+                 )->Tensor:
     "Run `model` on image `files` (preprocessed per `meta`), in batches; raw outputs (logits or scaled points)."
     files = list(files)
     if not files: raise ValueError("no image files given: pass at least one")
+    if ctrs is None: ctrs = [None]*len(files)
+    if len(ctrs) != len(files): raise ValueError(f"{len(files)} files but {len(ctrs)} centres: pass one (x, y) per file")
     dev = next(model.parameters()).device; outs = []
     with torch.no_grad():
         for i in range(0, len(files), bs):
-            xb = torch.stack([preprocess(open_rgb(f), meta) for f in files[i:i+bs]]).to(dev)
+            xb = torch.stack([preprocess(open_rgb(f), meta, c) for f,c in zip(files[i:i+bs], ctrs[i:i+bs])]).to(dev)
             outs.append(model(xb).float().cpu())
     return torch.cat(outs)
 
