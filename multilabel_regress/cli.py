@@ -38,7 +38,7 @@ from .multilabel import (multilabel_learner, mean_average_precision, per_class_a
 from .biwi_data import biwi_dls, pose_dls, head_crop, get_ctr, ANGLE_SCALE
 from .keypoint import keypoint_learner, SoftArgmax, predict_angles
 from .biwi_data import pose_angles
-from .distributed import train_ctx, gather_preds, on_main, is_main, main_first, distrib_setup, distrib_teardown
+from .distributed import train_ctx, gather_preds, on_main, is_main, is_distributed, main_first, distrib_setup, distrib_teardown
 from fastai.vision.all import XResNet, imagenet_stats, set_seed, accuracy_multi
 
 def _builder(model, stride=None):
@@ -63,12 +63,14 @@ def train_multilabel(path:str,                 # a folder in the pascal_2007 lay
                      pretrained:bool=False,    # start from ImageNet weights (needs a download)
                      seed:int=42,              # seed for repeatable runs
                      workers:int=None,         # data loader processes (default: all cores, at most 8)
+                     speedups:bool=True,       # on a CUDA GPU (one process): pinned memory, bf16 autocast, channels_last (`cuda_speedups`)
                     )->tuple:                  # (learner, metadata for the model folder, probabilities, targets)
     "Train a multi-label classifier on `path`; tune its thresholds on the validation rows."
     path = Path(path); check_pascal(path)
     set_seed(seed, reproducible=True)
     dls = pascal_dls(path, size=size, bs=bs, seed=seed, num_workers=_workers(workers))
     learn = main_first(multilabel_learner, dls, arch, pretrained=pretrained)  # pretrained weights download once per machine
+    if speedups and not is_distributed(): cuda_speedups(learn)  # nothing changes on a CPU
     with train_ctx(learn):
         if pretrained: learn.fine_tune(epochs, base_lr=lr, freeze_epochs=4)
         else: learn.fit_one_cycle(epochs, lr)
@@ -93,6 +95,7 @@ def train_keypoint(path:str,                 # a folder in the biwi_head_pose la
                    seed:int=42,              # seed for repeatable runs
                    workers:int=None,         # data loader processes (default: all cores, at most 8)
                    crop_px:float=160,        # angles: the side of the square cut around the head, in pixels of the frame
+                   speedups:bool=True,       # on a CUDA GPU (one process): pinned memory, bf16 autocast, channels_last (`cuda_speedups`)
                   )->tuple:                  # (learner, metadata for the model folder, predictions, targets)
     "Train a key-point model (or a head-pose model on crops around the head) on `path`, holding out `valid_person`."
     if target not in ('ctr','angles'): raise ValueError(f"target={target!r}: use 'ctr' (the head centre) or 'angles' (yaw, pitch, roll)")
@@ -110,6 +113,7 @@ def train_keypoint(path:str,                 # a folder in the biwi_head_pose la
     head = 'softargmax' if target == 'ctr' and not pretrained else 'pool'
     kw = dict(head=head) if head == 'softargmax' else dict(ps=0.1) if target == 'angles' else {}
     learn = main_first(keypoint_learner, dls, arch=arch, pretrained=pretrained, **kw)
+    if speedups and not is_distributed(): cuda_speedups(learn)
     with train_ctx(learn):
         if pretrained: learn.fine_tune(epochs, lr)
         else: learn.fit_one_cycle(epochs, lr)
@@ -134,17 +138,6 @@ def _images(files, skip_bad):
     if not ok: raise DatasetError("no readable images to work on")
     return ok,bad
 
-def _outputs(model, meta, files, ctrs=None, bs=32):
-    "`model_outputs`, and for a head-pose model the crops around `ctrs` (the head centres in pixels) first."
-    if meta['preprocess'] != 'head_crop': return model_outputs(model, meta, files, bs=bs)
-    rmeta = dict(meta, preprocess='resize'); dev = next(model.parameters()).device; outs = []
-    with torch.no_grad():
-        for i in range(0, len(files), bs):
-            xb = torch.stack([preprocess(head_crop(open_rgb(f), c, meta['crop_px'], meta['size'][0]), rmeta)
-                              for f,c in zip(files[i:i+bs], ctrs[i:i+bs])]).to(dev)
-            outs.append(model(xb).float().cpu())
-    return torch.cat(outs)
-
 def _points(model, meta, files):
     "A centre model's predicted head centres, [n, 2] in pixels of each original image."
     sizes = torch.tensor([open_rgb(f).size for f in files]).float()
@@ -164,7 +157,7 @@ def predict_files(model_dir:str, files:list, skip_bad:bool=False, centre_model:s
     if meta.get('target') == 'angles': cmodel,cmeta = _centre_model(centre_model)
     files,bad = _images(files, skip_bad)
     ctrs = _points(cmodel, cmeta, files) if meta.get('target') == 'angles' else None
-    out = _outputs(model, meta, files, ctrs)
+    out = model_outputs(model, meta, files, ctrs=ctrs)  # a head-pose model: the crops around `ctrs`
     res = []
     if meta['task'] == 'multilabel':
         probs = out.sigmoid(); th = torch.tensor(meta['thresholds'])
@@ -256,7 +249,7 @@ def evaluate_keypoint(model, meta, path, persons=None, skip_bad=False, centre_mo
         from multilabel_regress.biwi_data import pose_angles
         true_ctrs = torch.stack([get_ctr(f) for f in files]).float()
         ctrs = true_ctrs if centre_model is None else _points(*_centre_model(centre_model), files)
-        pred = _outputs(model, meta, files, ctrs).view(-1,3)*meta['angle_scale']
+        pred = model_outputs(model, meta, files, ctrs=ctrs).view(-1,3)*meta['angle_scale']
         true = torch.tensor([list(pose_angles(f)) for f in files]).float()
         err = (pred-true).abs()
         res = dict(task='keypoint', target='angles', images=len(files), persons=persons,
@@ -316,6 +309,7 @@ def train(task:str,                 # 'multilabel' (pascal_2007 layout) or 'keyp
           force:bool=False,         # replace an existing model folder
           seed:int=42,              # seed for repeatable runs
           workers:int=None,         # data loader processes
+          speedups:bool=True,       # on a CUDA GPU: pinned memory, bf16 autocast, channels_last (--no-speedups: plain fp32)
          ):
     "Train a model on a folder and save it as a safe model folder (safetensors + JSON)."
     if task not in ('multilabel','keypoint'): raise ValueError(f"unknown task {task!r}: use 'multilabel' or 'keypoint'")
@@ -326,10 +320,10 @@ def train(task:str,                 # 'multilabel' (pascal_2007 layout) or 'keyp
     distrib_setup()  # under `accelerate launch`/`torchrun`: join the process group (nothing in a single process)
     t = time.time()
     if task == 'multilabel':
-        learn,meta,probs,targs = train_multilabel(path, arch, int(size or 128), epochs or 28, lr or 1e-2, bs, pretrained, seed, workers)
+        learn,meta,probs,targs = train_multilabel(path, arch, int(size or 128), epochs or 28, lr or 1e-2, bs, pretrained, seed, workers, speedups)
     else:
         sz = tuple(int(s) for s in size.split(',')) if size else None
-        learn,meta,probs,targs = train_keypoint(path, target, arch, sz, epochs, lr or 3e-3, bs, pretrained, valid_person, seed, workers, crop_px)
+        learn,meta,probs,targs = train_keypoint(path, target, arch, sz, epochs, lr or 3e-3, bs, pretrained, valid_person, seed, workers, crop_px, speedups)
     secs = time.time()-t
     on_main(save_model, learn.model, out, dict(meta, train_seconds=round(secs,1)), force=force)
     if task == 'multilabel':
