@@ -66,19 +66,24 @@ def pose_angles(f, # an image `frame_XXXXX_rgb.jpg`, its `_pose.txt`, or a 3x3 r
 
 # %% ../nbs/04_biwi_data.ipynb #d4ad3e90
 class _Lookup:
-    "A picklable `get_y`: the `key` entry of `table` for an item."
+    "A picklable `get_y`: the `key` entry of `table` for an item, found by its file name."
     def __init__(self, table, key): self.table,self.key = table,key
     def __call__(self, f): return self.table[str(f)][self.key]
 
 class BiwiPoses:
     "Every frame's pose, read once: the head centre in pixels (`'ctr'`) and (yaw, pitch, roll) in degrees (`'angles'`)."
     def __init__(self, files, # image files `frame_XXXXX_rgb.jpg`
-                 cal=None):   # 3x3 intrinsics for all; `None`: each folder's `rgb.cal`
-        self.table = {}
-        for f in map(Path, files):
+                 cal=None):   # 3x3 intrinsics for all; `None`: each folder's `rgb.cal`, read once per folder
+        files = [Path(f) for f in files]; Ks = {}; ctrs,angles = [],[]
+        for f in files:
             R,c = read_pose_file(img2pose(f))
-            K = read_cal(f.parent) if cal is None else np.asarray(cal)
-            self.table[str(f)] = dict(ctr=tensor(_project(c, K)), angles=tensor(pose_angles(R)))
+            if cal is not None: K = np.asarray(cal)
+            elif f.parent in Ks: K = Ks[f.parent]
+            else: K = Ks[f.parent] = read_cal(f.parent)
+            ctrs.append(_project(c, K)); angles.append(pose_angles(R))
+        ctrs = torch.tensor(ctrs, dtype=torch.float32).view(-1,2).unbind(0)  # one tensor for all, a row per frame
+        angles = torch.tensor(angles, dtype=torch.float32).view(-1,3).unbind(0)
+        self.table = {str(f): dict(ctr=c, angles=a) for f,c,a in zip(files, ctrs, angles)}
     def __len__(self): return len(self.table)
     def __getitem__(self, f): return self.table[str(f)]
     def getter(self, key:str='ctr'): # 'ctr' or 'angles'
