@@ -117,6 +117,19 @@ class _ScaledAngles:
     def __init__(self, get): self.get = get
     def __call__(self, f): return self.get(f)/ANGLE_SCALE
 
+def _frames(path):
+    "The BIWI frames under `path` and their poses (each pose file read once)."
+    files = get_image_files(path)
+    if not files: raise DatasetError(f"{path} holds no images: pass the biwi_head_pose folder that holds 01, 02, ...")
+    return files, BiwiPoses(files)
+
+def _loaders(db, files, poses, target, bs, num_workers, seed):
+    "`db.dataloaders(files)`, seeded if asked, with the poses and the target kept on the result."
+    if seed is not None: set_seed(seed, reproducible=True)
+    dls = db.dataloaders(files, bs=bs, **({} if num_workers is None else dict(num_workers=num_workers)))
+    dls.poses,dls.target = poses,target
+    return dls
+
 def biwi_dls(path:Path,           # a biwi_head_pose-style folder (person folders 01, 02, ...)
              size=(240,320),      # the images' size in the batch, (height, width)
              valid_person='13',   # the held-out person folder, or a list of them
@@ -132,9 +145,7 @@ def biwi_dls(path:Path,           # a biwi_head_pose-style folder (person folder
     "The chapter's BIWI `DataLoaders`: images and their head centre (or angles), one person held out."
     if target not in ('ctr','angles'): raise ValueError(f"target={target!r}: use 'ctr' (the head centre) or 'angles' (yaw, pitch, roll)")
     if off_image not in ('keep','clamp'): raise ValueError(f"off_image={off_image!r}: use 'keep' or 'clamp'")
-    files = get_image_files(path)
-    if not files: raise DatasetError(f"{path} holds no images: pass the biwi_head_pose folder that holds 01, 02, ...")
-    poses = BiwiPoses(files)
+    files,poses = _frames(path)
     if target == 'angles': kwargs = dict(dict(do_flip=False, max_rotate=0.), **kwargs)
     tfms = aug_transforms(size=size, **kwargs) if aug else [Resize(size) if size else noop]
     if off_image == 'clamp': tfms.append(ClampPoints())
@@ -143,10 +154,7 @@ def biwi_dls(path:Path,           # a biwi_head_pose-style folder (person folder
                    get_y=poses.getter(target) if target == 'ctr' else _ScaledAngles(poses.getter('angles')),
                    item_tfms=Resize(presize) if presize else None,
                    batch_tfms=[*tfms, Normalize.from_stats(*imagenet_stats)])
-    if seed is not None: set_seed(seed, reproducible=True)
-    dls = db.dataloaders(files, bs=bs, **({} if num_workers is None else dict(num_workers=num_workers)))
-    dls.poses,dls.target = poses,target
-    return dls
+    return _loaders(db, files, poses, target, bs, num_workers, seed)
 
 # %% ../nbs/04_biwi_data.ipynb #c3b5c0bf
 def count_off_image(dl, # a training `DataLoader` whose targets are points
@@ -164,15 +172,15 @@ from .pascal_data import LazyImage
 
 class HeadCrop(LazyImage):
     "An image file (header read, not decoded) and the head centre `ctr` (x, y) in its pixels: the input of a head-pose model."
-    def __init__(self, src, size, ctr): super().__init__(src, size); self.ctr = tuple(float(v) for v in ctr)
+    def __init__(self, src, size, ctr, im=None): super().__init__(src, size, im); self.ctr = tuple(float(v) for v in ctr)
     @classmethod
     def create(cls, o, # a `HeadCrop`, or an image file (then `ctr` is needed)
                ctr=None): # the head centre (x, y) in pixels
-        "A `HeadCrop` for file `o` around `ctr`."
+        "A `HeadCrop` for file `o` around `ctr`: the file is read once, as `LazyImage.create` does."
         if isinstance(o, HeadCrop): return o
         if ctr is None: raise ValueError(f"{o}: a head crop needs the head centre (x, y) in pixels")
-        if not isinstance(o, (str, Path)): im = PILImage.create(o); return cls(im, im.size, ctr)
-        with Image.open(o) as im: return cls(o, im.size, ctr)
+        li = LazyImage.create(o)
+        return cls(li.src, li.size, ctr, li._im)
     def __repr__(self): return f"{super().__repr__()} ctr=({self.ctr[0]:.1f}, {self.ctr[1]:.1f})"
 
 def head_crop(im:Image.Image, # the frame, possibly decoded at a reduced (draft) scale `k`
@@ -236,16 +244,13 @@ def pose_dls(path:Path,            # a biwi_head_pose-style folder (person folde
              seed:int=None,        # seed for the shuffling and the augmentations
             )->DataLoaders:
     "Head crops and their (yaw, pitch, roll) / `ANGLE_SCALE`, one person held out: the data of a head-pose model."
-    files = get_image_files(path)
-    if not files: raise DatasetError(f"{path} holds no images: pass the biwi_head_pose folder that holds 01, 02, ...")
-    poses = BiwiPoses(files)
+    files,poses = _frames(path)
     light = [Brightness(lighting), Contrast(lighting)] if lighting else []
     db = DataBlock(blocks=(ImageBlock(cls=HeadCrop), RegressionBlock(n_out=3)), get_items=noop,
                    splitter=PersonSplitter(valid_person), get_x=_WithCentre(poses.getter('ctr')),
                    get_y=_ScaledAngles(poses.getter('angles')),
                    item_tfms=[RandomHeadCrop(size, px, shift, zoom)] + ([FlipPose()] if flip else []),
                    batch_tfms=[*light, Normalize.from_stats(*imagenet_stats)])
-    if seed is not None: set_seed(seed, reproducible=True)
-    dls = db.dataloaders(files, bs=bs, **({} if num_workers is None else dict(num_workers=num_workers)))
-    dls.poses,dls.target,dls.crop_px,dls.crop_size = poses,'angles',px,size
+    dls = _loaders(db, files, poses, 'angles', bs, num_workers, seed)
+    dls.crop_px,dls.crop_size = px,size
     return dls
