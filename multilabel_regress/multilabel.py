@@ -65,6 +65,10 @@ def multilabel_learner(dls:DataLoaders,          # from `pascal_dls` (or any mul
     return Learner(dls, a(n_out=dls.c), loss_func=BCEWithLogitsLossFlat(), metrics=metrics, **kwargs)
 
 # %% ../nbs/03_multilabel.ipynb #e70c7c94
+def _grid(threshs=None):
+    "The thresholds to try: `threshs` as a flat float tensor, by default 0.01, 0.02, ..., 0.99."
+    return torch.linspace(0.01, 0.99, 99) if threshs is None else torch.as_tensor(threshs, dtype=torch.float32).flatten()
+
 def threshold_sweep(preds:Tensor,     # probabilities [n, c] (after the sigmoid)
                     targs:Tensor,     # 0/1 targets [n, c]
                     threshs=None,     # the thresholds to try; default 0.01, 0.02, ..., 0.99
@@ -73,7 +77,7 @@ def threshold_sweep(preds:Tensor,     # probabilities [n, c] (after the sigmoid)
                    )->Tensor:         # the score at each threshold, [t] (or [t, c])
     "Score the predictions at every threshold at once: one comparison of all items with all thresholds, no loop."
     preds,targs = _check_preds(preds, targs)
-    th = torch.linspace(0.01, 0.99, 99) if threshs is None else torch.as_tensor(threshs, dtype=torch.float32).flatten()
+    th = _grid(threshs)
     pos = preds[None] > th[:,None,None]  # [t, n, c]
     t = targs.bool()[None]
     if metric == 'accuracy': return (pos == t).float().mean(1 if per_class else (1,2))
@@ -110,7 +114,7 @@ def best_threshold(preds:Tensor,    # probabilities [n, c] (after the sigmoid)
                    metric:str='f1', # 'f1' (micro F1) or 'accuracy' (`accuracy_multi`)
                   )->float:
     "The single threshold, for all classes, with the best `metric` on (`preds`, `targs`)."
-    th = torch.linspace(0.01, 0.99, 99) if threshs is None else torch.as_tensor(threshs, dtype=torch.float32).flatten()
+    th = _grid(threshs)
     return float(th[_middle_of_best(threshold_sweep(preds, targs, th, metric))])
 
 def per_class_thresholds(preds:Tensor,  # probabilities [n, c] (after the sigmoid)
@@ -120,7 +124,7 @@ def per_class_thresholds(preds:Tensor,  # probabilities [n, c] (after the sigmoi
                         )->Tensor:      # one threshold per class [c]
     "One threshold per class, each the best for its own class; classes without positives get `best_threshold`."
     preds,targs = _check_preds(preds, targs)
-    th = torch.linspace(0.01, 0.99, 99) if threshs is None else torch.as_tensor(threshs, dtype=torch.float32).flatten()
+    th = _grid(threshs)
     res = th[_middle_of_best(threshold_sweep(preds, targs, th, metric, per_class=True))]
     absent = ~targs.bool().any(0)
     if absent.any(): res[absent] = best_threshold(preds, targs, th, metric)
