@@ -15,6 +15,7 @@ mkdir -p bench/results; log=bench/results/run_all_$(date -u +%Y-%m-%d_%H%M).log
 {
   echo "== $(date -u '+%Y-%m-%d %H:%M UTC')  $(nproc) cores, load average: $(cut -d' ' -f1-3 /proc/loadavg), workers $W, OMP_WAIT_POLICY=$OMP_WAIT_POLICY"
   echo "== 1. input pipeline (bench/pipeline.py)";  python bench/pipeline.py --workers "$W" --epochs 3
+  echo "== 1b. where an epoch of pascal_dls goes (bench/profile_pipeline.py)"; python bench/profile_pipeline.py | head -5
   echo "== 2. BIWI labels (bench/labels.py)";       python bench/labels.py --epochs 5
   echo "== 3. training step (bench/train_step.py)"; python bench/train_step.py --workers "$W" --rounds 2 --steps 6
   if [ "${1:-}" != "--quick" ]; then
