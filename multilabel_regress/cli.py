@@ -36,7 +36,7 @@ from .pascal_data import pascal_dls
 from .multilabel import (multilabel_learner, mean_average_precision, per_class_ap, f1_scores,
                                             best_threshold, per_class_thresholds, threshold_sweep)
 from .biwi_data import biwi_dls, pose_dls, head_crop, get_ctr, ANGLE_SCALE
-from .keypoint import keypoint_learner, SoftArgmax, predict_angles
+from .keypoint import keypoint_learner, SoftArgmax, predict_angles, _sizes
 from .biwi_data import pose_angles
 from .distributed import train_ctx, gather_preds, on_main, is_main, is_distributed, main_first, distrib_setup, distrib_teardown
 from fastai.vision.all import XResNet, imagenet_stats, set_seed, accuracy_multi
@@ -138,10 +138,13 @@ def _images(files, skip_bad):
     if not ok: raise DatasetError("no readable images to work on")
     return ok,bad
 
+def _to_pixels(out, sizes):
+    "Points in [-1, 1] units ([n, 2], or [n, 1, 2]) as pixels of images of `sizes` ([n, 2], (w, h))."
+    return (out.view(len(sizes),-1,2)[:,0]+1)/2*sizes
+
 def _points(model, meta, files):
     "A centre model's predicted head centres, [n, 2] in pixels of each original image."
-    sizes = torch.tensor([open_rgb(f).size for f in files]).float()
-    return (model_outputs(model, meta, files).view(len(files),-1,2)[:,0]+1)/2*sizes
+    return _to_pixels(model_outputs(model, meta, files), _sizes(files))
 
 def _centre_model(centre_model):
     "The centre model a head-pose model needs for new images, checked."
@@ -168,9 +171,7 @@ def predict_files(model_dir:str, files:list, skip_bad:bool=False, centre_model:s
         for f,c,a in zip(files, ctrs, out.view(-1,3)*meta['angle_scale']):
             res.append(dict(file=str(f), x=round(float(c[0]),2), y=round(float(c[1]),2), yaw=round(float(a[0]),2), pitch=round(float(a[1]),2), roll=round(float(a[2]),2)))
     else:
-        for f,o in zip(files, out.view(len(files),-1,2)[:,0]):
-            w,h = open_rgb(f).size
-            res.append(dict(file=str(f), x=round(float((o[0]+1)/2*w),2), y=round(float((o[1]+1)/2*h),2)))
+        for f,(x,y) in zip(files, _to_pixels(out, _sizes(files))): res.append(dict(file=str(f), x=round(float(x),2), y=round(float(y),2)))
     return res
 
 def predict(model_dir:str,        # a model folder written by `mlr train`
@@ -246,7 +247,6 @@ def evaluate_keypoint(model, meta, path, persons=None, skip_bad=False, centre_mo
     if not files: raise DatasetError(f"no frames in {', '.join(str(path/p) for p in persons)}: pass --persons with existing person folders")
     files,_ = _images(files, skip_bad)
     if meta.get('target') == 'angles':
-        from multilabel_regress.biwi_data import pose_angles
         true_ctrs = torch.stack([get_ctr(f) for f in files]).float()
         ctrs = true_ctrs if centre_model is None else _points(*_centre_model(centre_model), files)
         pred = model_outputs(model, meta, files, ctrs=ctrs).view(-1,3)*meta['angle_scale']
@@ -258,8 +258,8 @@ def evaluate_keypoint(model, meta, path, persons=None, skip_bad=False, centre_mo
         if centre_model is not None: res['centre_rmse_px'] = float((ctrs-true_ctrs).norm(dim=1).pow(2).mean().sqrt())
         return res
     if centre_model is not None: raise ValueError("--centre-model is for head-pose (angles) models: this one finds the centre itself")
-    sizes = torch.tensor([open_rgb(f).size for f in files]).float()
-    pred = _points(model, meta, files)
+    sizes = _sizes(files)  # from the headers: `_images` has decoded each file once already
+    pred = _to_pixels(model_outputs(model, meta, files), sizes)
     true = torch.stack([get_ctr(f) for f in files]).float()
     d = (pred-true).norm(dim=1); per = pd.Series(d.numpy()).groupby([f.parent.name for f in files])
     return dict(task='keypoint', target='ctr', images=len(files), persons=persons, rmse_px=float(d.pow(2).mean().sqrt()),
@@ -401,8 +401,8 @@ def chapter(data:str='sample',      # 'sample' (generated offline) or 'full' (th
     else:    learn,meta,preds,targs = train_keypoint(biwi, 'ctr', 'xresnet_small', (96,128), kp_epochs or 4, 3e-3, 32, False)
     on_main(save_model, learn.model, rep/'models'/'keypoint', meta, force=force)
     files = list(learn.dls.valid.items)
-    sz = torch.tensor([open_rgb(f).size for f in files]).float()
-    pp = (preds.view(len(files),-1,2)[:,0]+1)/2*sz; tt = (targs.view(len(files),-1,2)[:,0]+1)/2*sz
+    sz = _sizes(files)
+    pp,tt = _to_pixels(preds, sz),_to_pixels(targs, sz)
     d = (pp-tt).norm(dim=1); rmse = float(d.pow(2).mean().sqrt())
     m['keypoint'] = dict(valid_person=meta['valid_person'], valid_images=len(files), train_seconds=round(time.time()-t1,1),
                          rmse_px=round(rmse,2), rmse_pct_width=round(rmse/float(sz[:,0].mean())*100,2),
@@ -415,7 +415,8 @@ def chapter(data:str='sample',      # 'sample' (generated offline) or 'full' (th
     else:    learn,meta,preds,targs = train_keypoint(biwi, 'angles', 'xresnet_small', (64,64), pose_epochs or 30, 3e-3, 32, False, crop_px=160)
     on_main(save_model, learn.model, rep/'models'/'pose', meta, force=force)
     e = (preds.view(-1,3)-targs.view(-1,3)).abs()*ANGLE_SCALE
-    chained = (predict_angles(learn, files, ctrs=pp) - torch.tensor([pose_angles(f) for f in files]).float()).abs()
+    assert list(learn.dls.valid.items) == files  # the same frames, in the same order, as the centre model's
+    chained = (predict_angles(learn, files, ctrs=pp) - targs.view(-1,3)*ANGLE_SCALE).abs()  # the true angles: no pose file read again
     m['pose'] = dict(valid_person=meta['valid_person'], train_seconds=round(time.time()-t2,1), crop_px=meta['crop_px'], mae_deg=round(float(e.mean()),2),
                      mae_yaw=round(float(e[:,0].mean()),2), mae_pitch=round(float(e[:,1].mean()),2), mae_roll=round(float(e[:,2].mean()),2),
                      mae_deg_predicted_centres=round(float(chained.mean()),2))
