@@ -17,7 +17,7 @@ __all__ = ['rank', 'local_rank', 'world_size', 'is_distributed', 'is_main', 'dis
 # %% ../nbs/08_distributed.ipynb #7ea596d3
 def rank()->int:
     "This process's rank, 0 to `world_size()-1` over all machines (0 without a launcher)."
-    return int(os.environ.get('RANK', 0))
+    return rank_distrib()
 
 def local_rank()->int:
     "This process's rank on its own machine, which picks its GPU (0 without a launcher)."
@@ -25,7 +25,7 @@ def local_rank()->int:
 
 def world_size()->int:
     "How many processes train together (1 without a launcher)."
-    return max(int(os.environ.get('WORLD_SIZE', 1)), 1)
+    return max(num_distrib(), 1)
 
 def is_distributed()->bool:
     "Whether this process is one of several training together."
