@@ -13,7 +13,7 @@ def digest(p):
 # --- PASCAL layout -------------------------------------------------------------------------
 
 def test_pascal_layout(pascal):
-    assert sorted(o.name for o in pascal.iterdir()) == ['segmentation','test','test.csv','test.json','train',
+    assert sorted(o.name for o in pascal.iterdir()) == [SAMPLE_MARKER,'segmentation','test','test.csv','test.json','train',
                                                         'train.csv','train.json','valid.json']
     df = pd.read_csv(pascal/'train.csv')  # the chapter's reading code
     assert list(df.columns) == ['fname','labels','is_valid'] and len(df) == 60
@@ -56,7 +56,7 @@ def test_pascal_deterministic(tmp_path, pascal):
 
 def test_sample_not_overwritten(tmp_path):
     d = tmp_path/'p'; d.mkdir(); (d/'keep.txt').write_text('mine')
-    with pytest.raises(FileExistsError, match='overwrite=True'): make_pascal_sample(d, n_images=5, n_test=1)
+    with pytest.raises(FolderExistsError, match='overwrite=True'): make_pascal_sample(d, n_images=5, n_test=1)
     assert (d/'keep.txt').read_text() == 'mine'
 
 def test_interrupted_generation_leaves_nothing(tmp_path, monkeypatch):
@@ -78,7 +78,7 @@ def test_get_sample_cached(tmp_path, monkeypatch):
 
 def test_biwi_layout(biwi):
     names = sorted(o.name for o in biwi.iterdir())
-    assert names == sorted([f'{i:02d}' for i in range(1,25)] + [f'{i:02d}.obj' for i in range(1,25)])
+    assert names == sorted([SAMPLE_MARKER] + [f'{i:02d}' for i in range(1,25)] + [f'{i:02d}.obj' for i in range(1,25)])
     assert (biwi/'13').is_dir() and (biwi/'01.obj').read_text().startswith('v ')
     files = sorted((biwi/'07').iterdir())
     assert [f.name for f in files][:3] == ['depth.cal','frame_00003_pose.txt','frame_00003_rgb.jpg']

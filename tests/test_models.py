@@ -2,7 +2,7 @@ import json
 from pathlib import Path
 import numpy as np, pytest, torch
 from PIL import Image
-from multilabel_regress.datasets import DatasetError
+from multilabel_regress.datasets import DatasetError, ModelFolderError, UserError, FolderExistsError
 from multilabel_regress.models import *
 
 META = dict(task='multilabel', arch='xresnet_small', n_out=20, size=[48,48], preprocess='squish_crop',
@@ -51,7 +51,7 @@ def test_interrupted_save_keeps_previous(saved, monkeypatch):
 def test_tampered_weights(saved):
     _, d, _ = saved
     w = d/'model.safetensors'; b = bytearray(w.read_bytes()); b[len(b)//2] ^= 0xFF; w.write_bytes(bytes(b))
-    with pytest.raises(DatasetError, match='checksum'): load_model(d)
+    with pytest.raises(ModelFolderError, match='checksum'): load_model(d)
 
 @pytest.mark.parametrize('edit,msg', [
     (lambda j: dict(j, thresholds=[0.01]*20), 'changed after the model was saved'),
@@ -63,13 +63,13 @@ def test_tampered_json(saved, edit, msg):
     _, d, _ = saved
     j = json.loads((d/'model.json').read_text()); e = edit(j)
     (d/'model.json').write_text(e if isinstance(e, str) else json.dumps(e))
-    with pytest.raises(DatasetError, match=msg): load_model(d)
+    with pytest.raises(ModelFolderError, match=msg): load_model(d)
 
 def test_missing_files(saved, tmp_path):
     _, d, _ = saved
-    with pytest.raises(DatasetError, match='not a model folder'): load_model(tmp_path/'nothing')
+    with pytest.raises(ModelFolderError, match='not a model folder'): load_model(tmp_path/'nothing')
     (d/'model.safetensors').unlink()
-    with pytest.raises(DatasetError, match='model.safetensors is missing'): load_model(d)
+    with pytest.raises(ModelFolderError, match='model.safetensors is missing'): load_model(d)
 
 def test_model_outputs_empty(saved):
     m, _, _ = saved
