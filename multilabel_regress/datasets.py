@@ -151,7 +151,9 @@ def _fsync(p):
 def atomic_file(dest:Path, # the file to write
                ):          # yields the temporary path to write to
     "Write `dest` through a temporary file beside it, renamed into place on success and removed on any failure."
-    dest = Path(dest); dest.parent.mkdir(parents=True, exist_ok=True)
+    dest = Path(dest)
+    if dest.is_dir(): raise UserError(f"{dest} is a folder: name a file to write, e.g. {dest/'out.json'}")
+    dest.parent.mkdir(parents=True, exist_ok=True)
     fd,tmp = tempfile.mkstemp(prefix=f'.{dest.name}.', suffix='.tmp', dir=dest.parent); os.close(fd); tmp = Path(tmp)
     try:
         yield tmp

@@ -161,3 +161,8 @@ def test_folder_flushed_to_disk_before_rename(tmp_path, monkeypatch, has_syncfs)
     d = make_pascal_sample(tmp_path/'p', n_images=6, n_test=1)
     assert calls[0][0] == 'syncfs' and calls[0][1].startswith('.p.') and calls[-1] == ('fsync', tmp_path.name)
     if not has_syncfs: assert {p.name for p in d.rglob('*')} <= {n for k,n in calls if k == 'fsync'}  # each file, one by one
+
+def test_write_atomic_to_a_folder(tmp_path):
+    (tmp_path/'keep').write_text('x')
+    with pytest.raises(UserError, match='is a folder: name a file to write'): write_atomic(tmp_path, '{}')
+    assert [p.name for p in tmp_path.iterdir()] == ['keep']
