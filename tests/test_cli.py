@@ -308,7 +308,7 @@ def test_mistyped_option_and_missing_path(tmp_path, capsys):
     (lambda f: f.write_bytes(b'not a jpeg at all'), ['not a readable image']),
     (lambda f: f.write_bytes(f.read_bytes()[:300]), ['not a readable image']),
     (lambda f: f.unlink(), ['is missing']),
-    (lambda f: bomb_png(f), ['not a readable image']),
+    (lambda f: bomb_png(f), ['too large to decode safely']),
 ])
 def test_train_bad_image_stops_before_training(pcopy, tmp_path, capsys, damage, words):
     f = pcopy/'train'/pd.read_csv(pcopy/'train.csv').fname[3]; damage(f)
@@ -372,9 +372,9 @@ def test_predict_bad_images(ml_model, pcopy, tmp_path, capsys):
     usage_error(run(capsys, 'predict', ml_model, code=2), 'images')  # an empty image list
 
 def test_predict_image_bomb(ml_model, data, tmp_path, capsys):
-    "An image whose header claims 900 million pixels is one line (PIL's DecompressionBombError), or skipped."
+    "An image whose header claims 900 million pixels (PIL's DecompressionBombError) is one line, or skipped."
     good = sorted((data[1]/'train').glob('*.jpg'))[0]; bomb = bomb_png(tmp_path/'bomb.png')
-    one_line_error(run(capsys, 'predict', ml_model, good, bomb, code=1), 'bomb.png', 'DecompressionBombError', '--skip-bad')
+    one_line_error(run(capsys, 'predict', ml_model, good, bomb, code=1), 'bomb.png', 'too large to decode safely', '--skip-bad')
     assert len(json.loads(run(capsys, 'predict', ml_model, good, bomb, '--skip-bad').stdout)) == 1
 
 def test_out_must_be_a_file(ml_model, data, tmp_path, capsys):
@@ -411,7 +411,7 @@ def thesis(folder):
 def test_train_force_keeps_a_user_folder(data, tmp_path, capsys):
     f = thesis(tmp_path/'mine')
     one_line_error(run(capsys, 'train', 'multilabel', '--path', data[1], '--out', tmp_path/'mine', '--force', '--epochs', 1, code=1),
-                   'thesis.txt', 'did not write', 'model folder')
+                   'thesis.txt', 'did not make')
     assert f.read_text() == 'years of work'
 
 def test_sample_hint_names_the_flag(tmp_path, capsys):
@@ -419,10 +419,19 @@ def test_sample_hint_names_the_flag(tmp_path, capsys):
     line = one_line_error(run(capsys, 'sample', 'pascal', tmp_path/'s', '--n', 4, code=1), 'already exists', '--force')
     assert 'overwrite=True' not in line
 
+def test_sample_force_keeps_a_user_folder(tmp_path, capsys):
+    "`mlr sample --force` replaces a sample it generated, never a folder holding anything else."
+    f = thesis(tmp_path/'s')
+    one_line_error(run(capsys, 'sample', 'biwi', tmp_path/'s', '--n', 1, '--force', code=1), 'thesis.txt', 'did not make')
+    assert sorted(p.name for p in (tmp_path/'s').iterdir()) == ['thesis.txt'] and f.read_text() == 'years of work'
+    run(capsys, 'sample', 'biwi', tmp_path/'b', '--n', 1)
+    run(capsys, 'sample', 'biwi', tmp_path/'b', '--n', 1, '--seed', 1, '--force')  # its own sample: replaced
+    assert (tmp_path/'b'/'13'/'frame_00003_rgb.jpg').exists()
+
 def test_chapter_keeps_a_user_folder(tmp_path, capsys):
     "`mlr chapter` replaces its own report (the default), never a folder holding anything else; it stops before any work."
     f = thesis(tmp_path/'r')
-    one_line_error(run(capsys, 'chapter', '--report', tmp_path/'r', code=1), 'thesis.txt', 'report folder')
+    one_line_error(run(capsys, 'chapter', '--report', tmp_path/'r', code=1), 'thesis.txt', 'did not make')
     one_line_error(run(capsys, 'chapter', '--report', tmp_path/'r', '--no-force', code=1), 'already exists', '--force')
     assert sorted(p.name for p in (tmp_path/'r').iterdir()) == ['thesis.txt'] and f.read_text() == 'years of work'
 
