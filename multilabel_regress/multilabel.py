@@ -8,13 +8,13 @@ import warnings
 from pathlib import Path
 import numpy as np, torch
 from torch import Tensor
-from sklearn.metrics import average_precision_score
+from sklearn.metrics import average_precision_score, precision_recall_curve
 from fastai.vision.all import *
 from .models import get_arch
 
 # %% auto #0
 __all__ = ['per_class_ap', 'mean_average_precision', 'multilabel_learner', 'threshold_sweep', 'f1_scores', 'best_threshold',
-           'per_class_thresholds', 'predict_probs', 'predict_labels']
+           'per_class_thresholds', 'choose_thresholds', 'predict_probs', 'predict_labels']
 
 # %% ../nbs/03_multilabel.ipynb #fbb672a0
 def _check_preds(preds, targs):
@@ -30,20 +30,24 @@ def _check_preds(preds, targs):
 def per_class_ap(preds:Tensor, # probabilities [n, c] (after the sigmoid)
                  targs:Tensor, # 0/1 targets [n, c]
                 )->Tensor:     # AP of each class [c]; `nan` for a class with no positive in `targs`
-    "Average precision of each class (scikit-learn's `average_precision_score`), `nan` where a class never occurs."
+    "Area under the precision-recall curve of each class (scikit-learn's `average_precision_score`), `nan` where a class never occurs."
     preds,targs = _check_preds(preds, targs)
     p,t = preds.numpy(),targs.numpy()
     return torch.tensor([average_precision_score(t[:,c], p[:,c]) if t[:,c].any() else float('nan')
                          for c in range(t.shape[1])], dtype=torch.float32)
 
-def mean_average_precision(preds:Tensor, # probabilities [n, c] (after the sigmoid)
-                           targs:Tensor, # 0/1 targets [n, c]
-                          )->float:      # the mean AP over the classes that occur in `targs`
-    "VOC-style mAP: the mean of `per_class_ap` over the classes with at least one positive (absent classes are skipped)."
-    ap = per_class_ap(preds, targs); ok = ~ap.isnan()
+def _mean_present(ap):
+    "The mean of per-class APs over the classes that occur (not `nan`), warning about the others."
+    ok = ~ap.isnan()
     if not ok.any(): raise ValueError("no class has a positive target: average precision is undefined for every class")
     if not ok.all(): warnings.warn(f"{int((~ok).sum())} class(es) have no positive target and are left out of the mAP")
     return float(ap[ok].mean())
+
+def mean_average_precision(preds:Tensor, # probabilities [n, c] (after the sigmoid)
+                           targs:Tensor, # 0/1 targets [n, c]
+                          )->float:      # the mean AP over the classes that occur in `targs`
+    "mAP as the area under each class's precision-recall curve (`per_class_ap`), averaged over the classes with a positive."
+    return _mean_present(per_class_ap(preds, targs))
 
 # %% ../nbs/03_multilabel.ipynb #6fe9b9fd
 def _map_metric(preds, targs): return mean_average_precision(preds.sigmoid(), targs)
@@ -101,34 +105,95 @@ def f1_scores(preds:Tensor, # probabilities [n, c] (after the sigmoid)
     return dict(micro=2*float(tp.sum())/D if D else float('nan'), macro=float(per[~per.isnan()].mean()), per_class=per)
 
 # %% ../nbs/03_multilabel.ipynb #6582d798
+def _runs(best):
+    "First and last index of each run of consecutive `True`s in the 1-d bool tensor `best`."
+    i = torch.where(best)[0]
+    brk = i[1:] != i[:-1]+1
+    return i[torch.cat([brk.new_ones(1), brk])], i[torch.cat([brk, brk.new_ones(1)])]
+
 def _middle_of_best(scores):
-    "Index of the middle of the (first) run of maxima along dim 0 of `scores` ([t] or [t, c])."
-    best = scores == scores.max(0, keepdim=True).values
-    first = best.float().argmax(0)
-    last = best.shape[0]-1 - best.flip(0).float().argmax(0)
-    return (first+last)//2
+    "Index of the middle of the widest run of maxima of the 1-d `scores` over a grid (the first among equals)."
+    first,last = _runs(scores == scores.max())
+    i = int((last-first).argmax())
+    return int(first[i]+last[i])//2
+
+def _cuts(p, t):
+    "Every distinct decision `p > th` on one column, most confident first: counts `tp`, `fp` and the range [`lo`, `hi`) of `th` giving it."
+    s,o = p.double().sort(descending=True); t = t.double()[o]
+    end = torch.cat([s[1:] != s[:-1], torch.ones(1, dtype=torch.bool)])  # the last item of each group of tied scores
+    z = t.new_zeros(1)
+    tp,fp = torch.cat([z, t.cumsum(0)[end]]), torch.cat([z, (1-t).cumsum(0)[end]])
+    d = s[end]  # the distinct scores, descending
+    top,bottom = (1. if d[0] < 1 else float(d[0])+1), (0. if d[-1] > 0 else float(d[-1])-1)
+    return tp, fp, torch.cat([d, d.new_tensor([bottom])]), torch.cat([d.new_tensor([top]), d])
+
+def _cut_scores(tp, fp, n_pos, n, metric):
+    "`metric` of each cut from its counts: F1 (1 where there is nothing to find and nothing found) or accuracy."
+    if metric == 'accuracy': return (tp + (n-n_pos) - fp)/n
+    if metric != 'f1': raise ValueError(f"metric={metric!r}: use 'f1' or 'accuracy'")
+    d = tp + fp + n_pos  # 2TP + FP + FN
+    return torch.where(d > 0, 2*tp/d.clamp(min=1), torch.ones_like(d))
+
+def _inside(lo, hi):
+    "A threshold in [`lo`, `hi`) as float32 compares: the middle, to 4 decimals when that stays inside."
+    mid = (lo+hi)/2
+    x = next((x for x in (round(mid, 4), mid) if lo <= np.float32(x) < hi), lo)
+    return float(np.format_float_positional(np.float32(x)))  # the shortest decimal of that float32
+
+def _best_cut(p, t, metric='f1'):
+    "Threshold with the best `metric` for 1-d scores `p`, targets `t`: the middle of the widest run of best cuts."
+    tp,fp,lo,hi = _cuts(p, t)
+    s = _cut_scores(tp, fp, float(t.sum()), len(t), metric)
+    first,last = _runs(s == s.max())  # equal counts give bit-equal scores
+    i = int((hi[first] - lo[last]).argmax())
+    return _inside(float(lo[last[i]]), float(hi[first[i]]))
 
 def best_threshold(preds:Tensor,    # probabilities [n, c] (after the sigmoid)
                    targs:Tensor,    # 0/1 targets [n, c]
-                   threshs=None,    # the grid to search; default 0.01, 0.02, ..., 0.99
+                   threshs=None,    # None: every distinct cut of the scores (exact); or a grid to search
                    metric:str='f1', # 'f1' (micro F1) or 'accuracy' (`accuracy_multi`)
-                  )->float:
+                  )->float:         # the threshold: `preds > threshold` is predicted present
     "The single threshold, for all classes, with the best `metric` on (`preds`, `targs`)."
+    preds,targs = _check_preds(preds, targs)
+    if threshs is None: return _best_cut(preds.flatten(), targs.flatten(), metric)
     th = _grid(threshs)
     return float(th[_middle_of_best(threshold_sweep(preds, targs, th, metric))])
 
 def per_class_thresholds(preds:Tensor,  # probabilities [n, c] (after the sigmoid)
                          targs:Tensor,  # 0/1 targets [n, c]
-                         threshs=None,  # the grid to search; default 0.01, 0.02, ..., 0.99
+                         threshs=None,  # None: every distinct cut of each class's scores (exact); or a grid to search
                          metric:str='f1', # 'f1' (each class's F1) or 'accuracy'
                         )->Tensor:      # one threshold per class [c]
     "One threshold per class, each the best for its own class; classes without positives get `best_threshold`."
     preds,targs = _check_preds(preds, targs)
-    th = _grid(threshs)
-    res = th[_middle_of_best(threshold_sweep(preds, targs, th, metric, per_class=True))]
+    if threshs is None: res = torch.tensor([_best_cut(preds[:,c], targs[:,c], metric) for c in range(preds.shape[1])])
+    else:
+        th = _grid(threshs); sw = threshold_sweep(preds, targs, th, metric, per_class=True)
+        res = th[[_middle_of_best(sw[:,c]) for c in range(sw.shape[1])]]
     absent = ~targs.bool().any(0)
-    if absent.any(): res[absent] = best_threshold(preds, targs, th, metric)
+    if absent.any(): res[absent] = best_threshold(preds, targs, threshs, metric)
     return res
+
+# %% ../nbs/03_multilabel.ipynb #a3c1e0d2
+def _short(x): return float(np.format_float_positional(np.float32(x)))  # a float32 threshold as its shortest decimal
+
+def choose_thresholds(probs:Tensor, # probabilities [n, c] (after the sigmoid), e.g. of the validation set
+                      targs:Tensor, # 0/1 targets [n, c]
+                      seed:int=0,   # seeds the split into halves (its own generator; the global random state is untouched)
+                     )->dict:       # 'kind', 'thresholds' [c], 'threshold' and the 'evidence' (JSON-serialisable)
+    "Single or per-class thresholds, whichever has the better micro F1 on a held-out half; then tuned on all rows."
+    probs,targs = _check_preds(probs, targs)
+    n = len(probs)
+    if n < 2: raise ValueError(f"choose_thresholds needs at least 2 rows to hold half out, got {n}")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    a,b = perm[:n//2], perm[n//2:]
+    f1_b = lambda th: round(f1_scores(probs[b], targs[b], th)['micro'], 4)
+    ev = {'tuned_on': len(a), 'scored_on': len(b), 'f1_single': f1_b(best_threshold(probs[a], targs[a])),
+          'f1_per_class': f1_b(per_class_thresholds(probs[a], targs[a])), 'f1_at_0.5': f1_b(0.5)}
+    kind = 'per_class' if ev['f1_per_class'] > ev['f1_single'] else 'single'
+    th = best_threshold(probs, targs)
+    ths = per_class_thresholds(probs, targs).tolist() if kind == 'per_class' else [th]*probs.shape[1]
+    return dict(kind=kind, thresholds=[_short(x) for x in ths], threshold=th, evidence=ev)
 
 # %% ../nbs/03_multilabel.ipynb #1512c55f
 def _x_type_start(learn):
