@@ -9,7 +9,8 @@ from multilabel_regress.datasets import VOC_CLASSES
 from multilabel_regress.pascal_data import (LazyImage, DraftResizedCrop, BoolColSplitter, pascal_dls, pascal_vocab)
 from multilabel_regress.bce import binary_cross_entropy
 from multilabel_regress.multilabel import (per_class_ap, mean_average_precision, f1_scores, threshold_sweep,
-                                           best_threshold, per_class_thresholds, choose_thresholds, multilabel_learner,
+                                           best_threshold, per_class_thresholds, choose_thresholds, voc07_ap, voc07_map,
+                                           multilabel_learner,
                                            predict_labels, predict_probs)
 
 @pytest.fixture(autouse=True)
@@ -316,3 +317,62 @@ def test_predict_errors(learn, pascal):
     f = sorted((pascal/'test').iterdir())[0]
     with pytest.raises(ValueError, match='no items'): predict_labels(learn, [], 0.5)
     with pytest.raises(ValueError, match='one per class'): predict_labels(learn, f, [0.5, 0.5])
+
+# ---- VOC2007 11-point AP
+def _voc07_devkit(p, t):
+    "Reference, VOCevalcls.m line by line, with tied scores as one step (the precision and recall after the whole tie)."
+    o = np.argsort(-p, kind='stable'); p, t = p[o], t[o]
+    tp, fp = np.cumsum(t), np.cumsum(1 - t)
+    last = np.append(p[1:] != p[:-1], True)          # the end of each group of tied scores
+    rec, prec = tp[last] / t.sum(), tp[last] / (tp[last] + fp[last])
+    ap = 0.
+    for k in range(11):                                # t = 0:0.1:1, as exact tenths
+        ok = rec >= k/10
+        ap += (prec[ok].max() if ok.any() else 0.) / 11
+    return ap
+
+def _voc07_cases():
+    for seed in range(30):
+        g = torch.Generator().manual_seed(seed)
+        n, c = int(torch.randint(1, 50, (1,), generator=g)), int(torch.randint(1, 5, (1,), generator=g))
+        t = (torch.rand(n, c, generator=g) < torch.rand(1, c, generator=g)).float()
+        p = (0.3*t + torch.rand(n, c, generator=g)).clamp(0, 1)
+        if seed % 2: p = (p*5).round()/5              # many ties
+        if seed % 4 == 1: t[:, 0] = 0                 # a class with no positive
+        yield seed, p, t
+
+def test_voc07_ap_matches_devkit():
+    for seed, p, t in _voc07_cases():
+        ref = [_voc07_devkit(p[:, c].numpy().astype(np.float64), t[:, c].numpy()) if t[:, c].any() else float('nan') for c in range(p.shape[1])]
+        assert_close(voc07_ap(p, t), torch.tensor(ref, dtype=torch.float32), equal_nan=True), seed
+
+def test_voc07_without_ties_is_the_devkit_per_item():
+    "With distinct scores the devkit's per-item curve is the same; and its value differs from the area (sklearn)."
+    p, t = _data()
+    ref = []
+    for c in range(20):
+        o = np.argsort(-p[:, c].numpy()); tc = t[:, c].numpy()[o]
+        tp = np.cumsum(tc); rec, prec = tp/tc.sum(), tp/np.arange(1, len(tc)+1)
+        ref.append(np.mean([prec[rec >= k/10].max() for k in range(11)]))
+    assert_close(voc07_ap(p, t), torch.tensor(ref, dtype=torch.float32))
+    assert voc07_map(p, t) == pytest.approx(np.mean(ref), abs=1e-6)
+    assert abs(voc07_map(p, t) - mean_average_precision(p, t)) > 1e-3
+
+@pytest.mark.parametrize('p, t, ap', [
+    ([.9, .8, .7], [0., 0, 1], 1/3),                  # one positive, ranked last: precision 1/3 at every level
+    ([.9, .7, .6], [1., 0, 1], (6 + 5*2/3)/11),        # precision 1 up to recall 0.5, 2/3 after
+    ([.5, .5, .5, .1], [1., 0, 1, 0], 2/3),            # one tie holding both positives: one step, whatever the row order
+    ([.5, .5, .5, .1], [0., 1, 1, 0], 2/3),
+    ([.2, .2], [1., 1], 1.),                           # all positive
+])
+def test_voc07_small_cases(p, t, ap):
+    assert float(voc07_ap(torch.tensor(p), torch.tensor(t))[0]) == pytest.approx(ap, abs=1e-6)
+
+def test_voc07_map_skips_absent_classes():
+    p, t = _data(); t[:, 3] = 0
+    ap = voc07_ap(p, t)
+    assert ap[3].isnan() and not ap[torch.arange(20) != 3].isnan().any()
+    with pytest.warns(UserWarning, match='left out'): m = voc07_map(p, t)
+    assert m == pytest.approx(float(ap[torch.arange(20) != 3].mean()), abs=1e-6)
+    with pytest.raises(ValueError, match='no class has a positive'): voc07_map(p, torch.zeros_like(t))
+    with pytest.raises(ValueError, match='empty'): voc07_ap(torch.zeros(0, 20), torch.zeros(0, 20))
