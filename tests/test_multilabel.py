@@ -347,7 +347,7 @@ def test_voc07_ap_matches_devkit():
         assert_close(voc07_ap(p, t), torch.tensor(ref, dtype=torch.float32), equal_nan=True), seed
 
 def test_voc07_without_ties_is_the_devkit_per_item():
-    "With distinct scores the devkit's per-item curve is the same; and its value differs from the area (sklearn)."
+    "No tie mixes positives and negatives here, so the devkit's per-item curve gives the same; and the value differs from the area (sklearn)."
     p, t = _data()
     ref = []
     for c in range(20):
