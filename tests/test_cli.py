@@ -164,6 +164,10 @@ def test_train_writes_safe_model(ml_model, data):
     assert meta['task'] == 'multilabel' and len(meta['vocab']) == len(meta['thresholds']) and meta['size'] == [48,48]
     n_valid = int((pd.read_csv(data[1]/'train.csv').is_valid.astype(str) == 'True').sum())
     assert meta['thresholds_tuned_on'] == dict(data=str(data[1].resolve()), csv='train.csv', rows='is_valid=True', images=n_valid)
+    # single or per-class thresholds, chosen on held-out evidence, stored with it; prediction uses `thresholds`
+    ch = meta['threshold_choice']; ev = ch['evidence']
+    assert ch['kind'] == ('per_class' if ev['f1_per_class'] > ev['f1_single'] else 'single') and ev['tuned_on'] + ev['scored_on'] == n_valid
+    if ch['kind'] == 'single': assert meta['thresholds'] == [meta['threshold']]*len(meta['vocab'])
 
 def test_round_trip_identical(data, tmp_path):
     "Predictions of the trained model in memory and of the model folder loaded back are identical."
@@ -351,8 +355,9 @@ def test_train_extra_spaces_and_odd_modes_work(pcopy, tmp_path, capsys):
         f = pcopy/'train'/df.fname[i]; im = Image.open(f)
         if mode == 'I;16': Image.fromarray(np.asarray(im.convert('L')).astype(np.uint16)*257).save(f, format='PNG')
         else: im.convert(mode).save(f, format='JPEG' if mode in ('L','CMYK') else 'PNG')
-    run(capsys, 'train', 'multilabel', '--path', pcopy, '--out', tmp_path/'m', '--epochs', 1, '--size', 48, '--workers', 0)
-    vocab = json.loads((tmp_path/'m'/'model.json').read_text())['vocab']
+    r = run(capsys, 'train', 'multilabel', '--path', pcopy, '--out', tmp_path/'m', '--epochs', 1, '--size', 48, '--workers', 0)
+    meta = json.loads((tmp_path/'m'/'model.json').read_text()); vocab = meta['vocab']
+    assert f"thresholds: {meta['threshold_choice']['kind']} (micro F1 on a held-out half" in r.stdout  # the choice, said
     assert '' not in vocab and all(v == v.strip() for v in vocab)
     res = json.loads(run(capsys, 'predict', tmp_path/'m', *[pcopy/'train'/df.fname[i] for i in range(1,5)]).stdout)
     assert len(res) == 4
