@@ -64,7 +64,7 @@ def _nb(cells, tmp_path):
 def test_prepare_nb_directives(bs, tmp_path):
     "nbdev's directives are applied as nbdev_docs applies them; exported names get their show_doc."
     out = [{'output_type': 'stream', 'name': 'stdout', 'text': ['shown\n']}]
-    p = _nb([('markdown', '# X\n> summary', None),
+    p = _nb([('markdown', '# X\n> summary [the site](_site/index.html), [API](_site/api.html#get-ctr)', None),
              ('code', '#| default_exp bce', []),
              ('code', '#| hide\nsecret = 1', []),
              ('code', '#| export\ndef binary_cross_entropy(inputs, targets): pass', []),
@@ -73,6 +73,7 @@ def test_prepare_nb_directives(bs, tmp_path):
              ('code', '#| include: false\ngone = 2', [])], tmp_path)
     nb, mod = bs.prepare_nb(p)
     assert mod == 'bce'
+    assert nb['cells'][0]['source'].endswith('[the site](index.ipynb), [API](api.md#get-ctr)')  # README's links, within the site
     cells = nb['cells']
     srcs = '\n'.join(c['source'] for c in cells)
     assert 'secret' not in srcs and 'gone' not in srcs and '#|' not in srcs
@@ -109,7 +110,7 @@ def test_every_page_in_browser(site, driver, base):
     assert (shots/'home.png').stat().st_size > 10_000 and (shots/'chapter.png').stat().st_size > 10_000
 
 def test_figures_and_hidden_cells(site, driver, base):
-    "Each chapter shows its PNG figures; hidden cells and directive comments do not appear."
+    "Each chapter shows its PNG figures and typeset math; hidden cells and directive comments do not appear."
     for n in _numbered():
         nb = json.loads((ROOT/'nbs'/f'{n}.ipynb').read_text())
         n_png = sum('image/png' in o.get('data', {}) for c in nb['cells'] for o in c.get('outputs', []))
@@ -118,6 +119,7 @@ def test_figures_and_hidden_cells(site, driver, base):
         assert imgs >= n_png, n
         text = driver.execute_script('return document.querySelector("article").innerText')
         assert '#|' not in text and 'from nbdev.showdoc import' not in text, n
+        assert '\\(' not in text, f'{n}: math left as TeX source (MathJax did not run)'
 
 def test_api_reference(site, driver, base):
     "The API page documents every exported name: heading, signature with docments, docstring."

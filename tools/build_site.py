@@ -35,6 +35,12 @@ def doc_md(obj, level=3)->str:
     md = show_doc(obj, title_level=level)._repr_markdown_()
     return re.sub(r'^\s*---\s*\n', '', md)   # docutils refuses a section that starts with a rule
 
+_re_site_link = re.compile(r'\]\(_site/([\w.-]+)\.html')
+
+def _site_links(md:str)->str:
+    "Links into the built site (`_site/x.html`, as README.md has them) made links between its pages."
+    return _re_site_link.sub(lambda m: f"]({m.group(1)}.{'md' if m.group(1) == 'api' else 'ipynb'}", md)
+
 def _md_cell(src): return {'cell_type': 'markdown', 'metadata': {}, 'source': src}
 
 def _render_show_doc(cell, ns):
@@ -50,7 +56,7 @@ def _finish(cell, ns):
     d = getattr(cell, 'directives_', None) or {}
     if d.get('include:') == ['false']: return None
     if cell['cell_type'] != 'code':
-        return _md_cell(cell['source']) if cell['cell_type'] == 'markdown' else None
+        return _md_cell(_site_links(cell['source'])) if cell['cell_type'] == 'markdown' else None
     out = _render_show_doc(cell, ns)
     if out is not cell: return out
     tags = (['remove-input'] if d.get('echo:') == ['false'] else []) + (['remove-output'] if d.get('output:') == ['false'] else [])

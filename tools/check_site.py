@@ -136,9 +136,9 @@ def search(driver, base:str, term:str, timeout=30)->list:
 def screenshot(driver, url:str, dest:Path):
     "Save a screenshot of the page at `url` (the whole page height, up to 4000 px) as `dest`."
     load(driver, url)
-    w = driver.execute_script('return window.innerWidth')
-    h = min(4000, driver.execute_script('return document.documentElement.scrollHeight'))
-    driver.set_window_size(w, h)
+    w, h, frame = driver.execute_script('const d = document.documentElement;'
+        'return [window.outerWidth, d.scrollHeight, window.outerHeight - window.innerHeight]')
+    driver.set_window_size(w, min(4000, h) + frame)   # the window holds the whole page
     dest.parent.mkdir(parents=True, exist_ok=True)
     driver.save_screenshot(str(dest))
     driver.set_window_size(1280, 1000)
