@@ -9,7 +9,8 @@ from multilabel_regress.datasets import VOC_CLASSES
 from multilabel_regress.pascal_data import (LazyImage, DraftResizedCrop, BoolColSplitter, pascal_dls, pascal_vocab)
 from multilabel_regress.bce import binary_cross_entropy
 from multilabel_regress.multilabel import (per_class_ap, mean_average_precision, f1_scores, threshold_sweep,
-                                           best_threshold, per_class_thresholds, multilabel_learner,
+                                           best_threshold, per_class_thresholds, choose_thresholds, voc07_ap, voc07_map,
+                                           multilabel_learner,
                                            predict_labels, predict_probs)
 
 @pytest.fixture(autouse=True)
@@ -107,31 +108,141 @@ def test_sweep_matches_loop():
     assert_close(pc[10], torch.tensor(f1_score(t.numpy(), (p > ths[10]).numpy(), average=None, zero_division=1.0), dtype=torch.float32))
     with pytest.raises(ValueError, match='metric'): threshold_sweep(p, t, ths, 'auc')
 
+def _brute(p, t, metric='f1'):
+    "Reference: `metric` of the decisions `p > th` for every distinct cut of the 1-d scores `p` (each distinct score, and below all)."
+    p, t = np.asarray(p, np.float32), np.asarray(t)
+    cuts = np.concatenate([np.unique(p), [p.min() - 1]])
+    return [_score(p > np.float32(th), t, metric) for th in cuts]
+
+def _score(yp, t, metric):
+    if metric == 'accuracy': return float((yp == t.astype(bool)).mean())
+    return f1_score(t, yp, zero_division=1.0)  # nothing to find and nothing found: 1, as `threshold_sweep`
+
+def _cases():
+    "Seeded random cases: continuous and heavily tied scores, rare classes, a class with no positive, one all positive."
+    for seed in range(40):
+        g = torch.Generator().manual_seed(seed)
+        n, c = int(torch.randint(2, 40, (1,), generator=g)), int(torch.randint(1, 6, (1,), generator=g))
+        t = (torch.rand(n, c, generator=g) < torch.rand(1, c, generator=g)).float()
+        p = (t*torch.rand(1, c, generator=g) + torch.rand(n, c, generator=g)).clamp(0, 1)
+        if seed % 3 == 0: p = (p*10).round()/10   # many ties
+        if seed % 5 == 1: t[:, 0] = 0             # a class with no positive
+        if seed % 5 == 2: t[:, -1] = 1            # a class that is always present
+        if seed % 7 == 3: p[:, 0] = 0.            # a class the model never scores
+        yield seed, p, t
+
+@pytest.mark.parametrize('metric', ['f1', 'accuracy'])
+def test_best_threshold_matches_brute_force(metric):
+    for seed, p, t in _cases():
+        th = best_threshold(p, t, metric=metric)
+        got = _score((p.numpy() > np.float32(th)).ravel(), t.numpy().ravel(), metric)
+        assert got == pytest.approx(max(_brute(p.flatten(), t.flatten(), metric)), abs=1e-12), seed
+        if metric == 'f1' and t.any():
+            assert f1_scores(p, t, th)['micro'] == pytest.approx(got, abs=1e-6)
+
+@pytest.mark.parametrize('metric', ['f1', 'accuracy'])
+def test_per_class_thresholds_match_brute_force(metric):
+    for seed, p, t in _cases():
+        th = per_class_thresholds(p, t, metric=metric)
+        for c in range(p.shape[1]):
+            if not t[:, c].any():   # nothing to tune on: the single threshold
+                assert th[c] == pytest.approx(best_threshold(p, t, metric=metric)); continue
+            got = _score(p[:, c].numpy() > th[c].numpy(), t[:, c].numpy(), metric)
+            assert got == pytest.approx(max(_brute(p[:, c], t[:, c], metric)), abs=1e-12), (seed, c)
+
+def test_best_threshold_counterexample():
+    "Two separate runs of best F1 (3 or 6 items predicted); the middle of both together fell in the dip between them."
+    p = torch.tensor([.37, .55, .59, .85, .15, .41, .91])[:, None]; t = torch.tensor([1., 0, 1, 1, 0, 0, 0])[:, None]
+    th = best_threshold(p, t)
+    assert f1_scores(p, t, th)['micro'] == pytest.approx(2/3)   # the old code chose 0.37, F1 0.5
+    assert th == pytest.approx((0.15 + 0.37)/2)                   # the middle of the wider run, [0.15, 0.37)
+    assert per_class_thresholds(p, t)[0] == pytest.approx(th)
+    assert f1_scores(p, t, best_threshold(p, t, torch.linspace(0.01, 0.99, 99)))['micro'] == pytest.approx(2/3)  # on a grid too
+
 def test_best_threshold_is_best():
     p, t = _data(); ths = torch.linspace(0.01, 0.99, 99)
     b = best_threshold(p, t)
     assert 0 < b < 1
-    assert f1_scores(p, t, b)['micro'] == pytest.approx(float(threshold_sweep(p, t, ths).max()), abs=1e-6)
+    assert f1_scores(p, t, b)['micro'] >= float(threshold_sweep(p, t, ths).max()) - 1e-6  # exact cuts beat any grid
+    assert f1_scores(p, t, best_threshold(p, t, ths))['micro'] == pytest.approx(float(threshold_sweep(p, t, ths).max()), abs=1e-6)
 
 def test_best_threshold_takes_middle_of_ties():
     t = torch.tensor([[1., 0.], [0., 1.]]); p = torch.tensor([[0.9, 0.1], [0.1, 0.9]])
     # every threshold in [0.1, 0.9) separates perfectly; the middle of that run is chosen
+    assert best_threshold(p, t) == pytest.approx(0.5)
     assert best_threshold(p, t, torch.linspace(0.01, 0.99, 99)) == pytest.approx(0.5, abs=0.011)
+
+def test_best_threshold_close_scores():
+    "Scores closer than 1e-4: the threshold keeps the digits it needs to fall between them."
+    p = torch.tensor([[0.50001], [0.50002], [0.50003]]); t = torch.tensor([[0.], [1.], [1.]])
+    th = best_threshold(p, t)
+    assert f1_scores(p, t, th)['micro'] == 1.0 and 0.50001 <= th < 0.50002
 
 def test_per_class_thresholds():
     p, t = _data()
     th = per_class_thresholds(p, t)
     assert th.shape == (20,)
-    for c in range(20):  # each class's threshold is the best for that class
-        best = max(f1_score(t[:, c].numpy(), (p[:, c] > x).numpy(), zero_division=1.0) for x in torch.linspace(0.01, 0.99, 99))
-        assert f1_score(t[:, c].numpy(), (p[:, c] > th[c]).numpy()) == pytest.approx(best, abs=1e-6)
     # per-class thresholds fit the tuning data at least as well as one threshold
     assert f1_scores(p, t, th)['macro'] >= f1_scores(p, t, best_threshold(p, t))['macro'] - 1e-6
+    with pytest.raises(ValueError, match='metric'): best_threshold(p, t, metric='auc')
 
 def test_per_class_thresholds_absent_class_gets_single():
     p, t = _data(); t[:, 5] = 0
     th = per_class_thresholds(p, t)
     assert th[5] == pytest.approx(best_threshold(p, t))
+
+# ---- choosing between one threshold and one per class
+def _halves(n, seed):
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return perm[:n//2], perm[n//2:]
+
+def _scales(n=200, seed=0):
+    "Two classes, each separable but on its own scale: no single threshold separates both."
+    g = torch.Generator().manual_seed(seed)
+    t = (torch.rand(n, 2, generator=g) < 0.4).float()
+    base = torch.tensor([[0.6, 0.05]]); gap = torch.tensor([[0.3, 0.1]])
+    return base + t*gap + torch.rand(n, 2, generator=g)*0.05, t
+
+@pytest.mark.parametrize('seed', [0, 1])
+def test_choose_thresholds_picks_per_class_when_better(seed):
+    import json
+    p, t = _scales(seed=seed)
+    r = choose_thresholds(p, t, seed=seed)
+    assert json.loads(json.dumps(r)) == r
+    assert r['kind'] == 'per_class' and r['evidence']['f1_per_class'] == 1.0 > r['evidence']['f1_single']
+    a, b = _halves(len(p), seed)
+    ev = r['evidence']
+    assert (ev['tuned_on'], ev['scored_on']) == (len(a), len(b))
+    assert ev['f1_single'] == round(f1_scores(p[b], t[b], best_threshold(p[a], t[a]))['micro'], 4)
+    assert ev['f1_per_class'] == round(f1_scores(p[b], t[b], per_class_thresholds(p[a], t[a]))['micro'], 4)
+    assert ev['f1_at_0.5'] == round(f1_scores(p[b], t[b], 0.5)['micro'], 4)
+    assert f1_scores(p, t, r['thresholds'])['micro'] == 1.0         # tuned on all rows
+    assert r['threshold'] == best_threshold(p, t)
+
+def test_choose_thresholds_single_unless_strictly_better():
+    g = torch.Generator().manual_seed(0)
+    t = (torch.rand(100, 4, generator=g) < 0.3).float()
+    p = 0.2 + 0.5*t + 0.1*torch.rand(100, 4, generator=g)            # one scale: 0.5 separates every class
+    r = choose_thresholds(p, t)
+    assert r['evidence']['f1_single'] == r['evidence']['f1_per_class'] == 1.0
+    assert r['kind'] == 'single' and r['thresholds'] == [r['threshold']]*4
+    assert f1_scores(p, t, r['thresholds'])['micro'] == 1.0
+    # noisy scores on one scale: per-class thresholds fit noise, and the held-out half says so
+    p, t = _data(400)
+    r = choose_thresholds(p, t)
+    ev = r['evidence']
+    assert r['kind'] == ('per_class' if ev['f1_per_class'] > ev['f1_single'] else 'single')
+    tuned = [r['threshold']]*20 if r['kind'] == 'single' else per_class_thresholds(p, t).tolist()
+    assert r['thresholds'] == pytest.approx(tuned, abs=1e-7)
+
+def test_choose_thresholds_is_seeded_and_leaves_global_state():
+    p, t = _data()
+    torch.manual_seed(3); before = torch.rand(1)
+    torch.manual_seed(3); r1 = choose_thresholds(p, t, seed=1); after = torch.rand(1)
+    assert before == after
+    assert choose_thresholds(p, t, seed=1) == r1
+    assert choose_thresholds(p, t, seed=2)['evidence'] != r1['evidence']
+    with pytest.raises(ValueError, match='at least 2'): choose_thresholds(p[:1], t[:1])
 
 # ---- data
 def test_vocab_covers_all_labels():
@@ -206,3 +317,62 @@ def test_predict_errors(learn, pascal):
     f = sorted((pascal/'test').iterdir())[0]
     with pytest.raises(ValueError, match='no items'): predict_labels(learn, [], 0.5)
     with pytest.raises(ValueError, match='one per class'): predict_labels(learn, f, [0.5, 0.5])
+
+# ---- VOC2007 11-point AP
+def _voc07_devkit(p, t):
+    "Reference, VOCevalcls.m line by line, with tied scores as one step (the precision and recall after the whole tie)."
+    o = np.argsort(-p, kind='stable'); p, t = p[o], t[o]
+    tp, fp = np.cumsum(t), np.cumsum(1 - t)
+    last = np.append(p[1:] != p[:-1], True)          # the end of each group of tied scores
+    rec, prec = tp[last] / t.sum(), tp[last] / (tp[last] + fp[last])
+    ap = 0.
+    for k in range(11):                                # t = 0:0.1:1, as exact tenths
+        ok = rec >= k/10
+        ap += (prec[ok].max() if ok.any() else 0.) / 11
+    return ap
+
+def _voc07_cases():
+    for seed in range(30):
+        g = torch.Generator().manual_seed(seed)
+        n, c = int(torch.randint(1, 50, (1,), generator=g)), int(torch.randint(1, 5, (1,), generator=g))
+        t = (torch.rand(n, c, generator=g) < torch.rand(1, c, generator=g)).float()
+        p = (0.3*t + torch.rand(n, c, generator=g)).clamp(0, 1)
+        if seed % 2: p = (p*5).round()/5              # many ties
+        if seed % 4 == 1: t[:, 0] = 0                 # a class with no positive
+        yield seed, p, t
+
+def test_voc07_ap_matches_devkit():
+    for seed, p, t in _voc07_cases():
+        ref = [_voc07_devkit(p[:, c].numpy().astype(np.float64), t[:, c].numpy()) if t[:, c].any() else float('nan') for c in range(p.shape[1])]
+        assert_close(voc07_ap(p, t), torch.tensor(ref, dtype=torch.float32), equal_nan=True), seed
+
+def test_voc07_without_ties_is_the_devkit_per_item():
+    "No tie mixes positives and negatives here, so the devkit's per-item curve gives the same; and the value differs from the area (sklearn)."
+    p, t = _data()
+    ref = []
+    for c in range(20):
+        o = np.argsort(-p[:, c].numpy()); tc = t[:, c].numpy()[o]
+        tp = np.cumsum(tc); rec, prec = tp/tc.sum(), tp/np.arange(1, len(tc)+1)
+        ref.append(np.mean([prec[rec >= k/10].max() for k in range(11)]))
+    assert_close(voc07_ap(p, t), torch.tensor(ref, dtype=torch.float32))
+    assert voc07_map(p, t) == pytest.approx(np.mean(ref), abs=1e-6)
+    assert abs(voc07_map(p, t) - mean_average_precision(p, t)) > 1e-3
+
+@pytest.mark.parametrize('p, t, ap', [
+    ([.9, .8, .7], [0., 0, 1], 1/3),                  # one positive, ranked last: precision 1/3 at every level
+    ([.9, .7, .6], [1., 0, 1], (6 + 5*2/3)/11),        # precision 1 up to recall 0.5, 2/3 after
+    ([.5, .5, .5, .1], [1., 0, 1, 0], 2/3),            # one tie holding both positives: one step, whatever the row order
+    ([.5, .5, .5, .1], [0., 1, 1, 0], 2/3),
+    ([.2, .2], [1., 1], 1.),                           # all positive
+])
+def test_voc07_small_cases(p, t, ap):
+    assert float(voc07_ap(torch.tensor(p), torch.tensor(t))[0]) == pytest.approx(ap, abs=1e-6)
+
+def test_voc07_map_skips_absent_classes():
+    p, t = _data(); t[:, 3] = 0
+    ap = voc07_ap(p, t)
+    assert ap[3].isnan() and not ap[torch.arange(20) != 3].isnan().any()
+    with pytest.warns(UserWarning, match='left out'): m = voc07_map(p, t)
+    assert m == pytest.approx(float(ap[torch.arange(20) != 3].mean()), abs=1e-6)
+    with pytest.raises(ValueError, match='no class has a positive'): voc07_map(p, torch.zeros_like(t))
+    with pytest.raises(ValueError, match='empty'): voc07_ap(torch.zeros(0, 20), torch.zeros(0, 20))
