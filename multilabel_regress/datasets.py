@@ -4,15 +4,19 @@
 
 # %% ../nbs/00_datasets.ipynb #6071786e
 from __future__ import annotations
-import os, json, shutil, tempfile, math
+import os, json, shutil, tempfile, math, errno
+from contextlib import contextmanager
 from pathlib import Path
 import numpy as np, pandas as pd
 from PIL import Image, ImageDraw
+from . import __version__
 
 # %% auto #0
-__all__ = ['VOC_CLASSES', 'VOC_FREQS', 'PASCAL_SIZES', 'RGB_CAL', 'DEPTH_CAL', 'BIWI_K', 'pascal_style', 'DatasetError',
-           'data_dir', 'make_pascal_sample', 'get_pascal', 'rotation_from_angles', 'pose_text', 'make_biwi_sample',
-           'get_biwi', 'check_pascal', 'read_pose_file', 'read_cal_file', 'check_biwi']
+__all__ = ['VOC_CLASSES', 'VOC_FREQS', 'PASCAL_SIZES', 'SAMPLE_MARKER', 'RGB_CAL', 'DEPTH_CAL', 'BIWI_K', 'pascal_style',
+           'UserError', 'DatasetError', 'ModelFolderError', 'FolderExistsError', 'data_dir', 'atomic_file',
+           'write_atomic', 'atomic_dir', 'is_sample', 'check_dest', 'make_pascal_sample', 'get_pascal',
+           'rotation_from_angles', 'pose_text', 'make_biwi_sample', 'get_biwi', 'check_image', 'check_pascal',
+           'read_pose_file', 'read_cal_file', 'check_biwi']
 
 # %% ../nbs/00_datasets.ipynb #b51daeb4
 VOC_CLASSES = ('aeroplane bicycle bird boat bottle bus car cat chair cow diningtable dog horse '
@@ -117,33 +121,131 @@ def _coco(rows, boxes):
     return dict(images=imgs, type='instances', annotations=anns, categories=cats)
 
 # %% ../nbs/00_datasets.ipynb #57c39e1c
-class DatasetError(ValueError):
+class UserError(ValueError):
+    "A mistake in what the user gave (a folder, a file, an option); the message names it and the fix."
+
+class DatasetError(UserError):
     "A dataset folder that does not match the expected layout; the message names the file and the fix."
 
+class ModelFolderError(UserError):
+    "A model folder that is missing, damaged or not a model folder; the message names the file and the fix."
+
+class FolderExistsError(UserError, FileExistsError):
+    "A destination that already holds something: replaced only when asked, and only if this package made it."
+
+# %% ../nbs/00_datasets.ipynb #7d60e15c
 def data_dir()->Path:
     "Where generated samples are cached: `$MULTILABEL_REGRESS_DATA` or `~/.cache/multilabel_regress`."
     return Path(os.environ.get('MULTILABEL_REGRESS_DATA', Path.home()/'.cache'/'multilabel_regress'))
 
-def _mkdtemp_shared(dest):
-    "A temporary sibling of `dest` with the permissions a plain `mkdir` would give (mkdtemp's are owner-only)."
-    tmp = Path(tempfile.mkdtemp(prefix=f'.{Path(dest).name}.', dir=Path(dest).parent))
-    um = os.umask(0); os.umask(um); os.chmod(tmp, 0o777 & ~um)
-    return tmp
+def _umask(): um = os.umask(0); os.umask(um); return um
 
-def _atomic_dir(dest, make, overwrite=False):
-    "Build a folder with `make(tmp)` in a temporary sibling, then rename it to `dest` in one step."
+def _fsync(p):
+    "Flush the file or folder `p` to disk."
+    fd = os.open(p, os.O_RDONLY)
+    try: os.fsync(fd)
+    finally: os.close(fd)
+
+# %% ../nbs/00_datasets.ipynb #0ca57a31
+@contextmanager
+def atomic_file(dest:Path, # the file to write
+               ):          # yields the temporary path to write to
+    "Write `dest` through a temporary file beside it, renamed into place on success and removed on any failure."
     dest = Path(dest)
-    if dest.exists() and not overwrite:
-        raise FileExistsError(f"{dest} already exists: pass `overwrite=True` or choose another destination")
+    if dest.is_dir(): raise UserError(f"{dest} is a folder: name a file to write, e.g. {dest/'out.json'}")
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _mkdtemp_shared(dest)
+    fd,tmp = tempfile.mkstemp(prefix=f'.{dest.name}.', suffix='.tmp', dir=dest.parent); os.close(fd); tmp = Path(tmp)
     try:
-        make(tmp)
-        if dest.exists(): shutil.rmtree(dest)
-        os.replace(tmp, dest)
+        yield tmp
+        os.chmod(tmp, 0o666 & ~_umask()); _fsync(tmp)
+        os.replace(tmp, dest); _fsync(dest.parent)
+    except BaseException:
+        tmp.unlink(missing_ok=True); raise
+
+def write_atomic(dest:Path,  # the file to write
+                 data,       # its content: `str` (UTF-8) or `bytes`
+                )->Path:
+    "Write `data` to `dest` atomically: readers see the old file or the new one, never part of it."
+    with atomic_file(dest) as tmp:
+        if isinstance(data, str): tmp.write_text(data, encoding='utf-8')
+        else: tmp.write_bytes(data)
+    return Path(dest)
+
+# %% ../nbs/00_datasets.ipynb #90c9213b
+def _syncfs(d):
+    "Flush the whole file system holding `d` in one call (Linux `syncfs`: 0.2 s where 1460 `fsync`s take 6); False where there is none."
+    try: import ctypes; syncfs = ctypes.CDLL(None, use_errno=True).syncfs
+    except (OSError, AttributeError): return False
+    fd = os.open(d, os.O_RDONLY)
+    try: return syncfs(fd) == 0
+    finally: os.close(fd)
+
+def _settle(d):
+    "Give everything under `d` the permissions the umask gives new files and folders, and flush it all to disk."
+    um = _umask(); paths = []
+    for root,dirs,files in os.walk(d, topdown=False):
+        for f in files: f = os.path.join(root, f); os.chmod(f, 0o666 & ~um); paths.append(f)
+        os.chmod(root, 0o777 & ~um); paths.append(root)
+    if not _syncfs(d):
+        for p in paths: _fsync(p)
+
+def _swap(tmp, dest):
+    "Put the folder `tmp` at `dest` in place of the folder there; if that fails, put the old one back."
+    old = Path(tempfile.mkdtemp(prefix=f'.{dest.name}.old.', dir=dest.parent))
+    os.replace(dest, old/dest.name)
+    try: os.replace(tmp, dest)
+    except BaseException: os.replace(old/dest.name, dest); os.rmdir(old); raise
+    shutil.rmtree(old)
+
+# %% ../nbs/00_datasets.ipynb #80aefa24
+def atomic_dir(dest:Path,      # the folder to create
+               make,           # `make(tmp)` fills the (temporary) folder `tmp`
+               replace=False,  # False: never replace a non-empty `dest`; True: replace it; a function: replace it if `replace(dest)`
+               hint:str='force=True (--force)', # how the user asks to replace, for the message
+              )->Path:         # `dest`
+    "Build a folder with `make(tmp)` in a temporary sibling and rename it to `dest`; on any failure nothing changes."
+    dest = Path(dest); ours = replace if callable(replace) else lambda d: True
+    check_dest(dest, ours, bool(replace), hint)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f'.{dest.name}.', suffix='.tmp', dir=dest.parent))
+    try:
+        make(tmp); _settle(tmp)
+        if replace and check_dest(dest, ours, True) == 'replace': _swap(tmp, dest)
+        else:
+            try: os.rename(tmp, dest)  # only over nothing or an empty folder
+            except OSError as e:
+                if e.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR): raise
+                raise FolderExistsError(f"{dest} was created by someone else while this one was being made: use it, or choose another folder") from None
+        _fsync(dest.parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True); raise
     return dest
+
+# %% ../nbs/00_datasets.ipynb #b74f77e9
+SAMPLE_MARKER = '.multilabel_regress_sample.json'
+
+def is_sample(d:Path)->bool:
+    "Was the folder `d` generated by this package (`make_pascal_sample`, `make_biwi_sample`)?"
+    d = Path(d)  # folders in the sample cache count too: versions before the marker made them there
+    return (d/SAMPLE_MARKER).is_file() or d.parent == data_dir()/'samples'
+
+def _holds(d):
+    names = sorted(os.listdir(d))
+    return names[0] + (f" and {len(names)-1} more file{'s'*(len(names)>2)}" if len(names) > 1 else '')
+
+# %% ../nbs/00_datasets.ipynb #a3eea5f9
+def check_dest(dest:Path,    # the folder about to be written
+               ours,         # `ours(dest)`: whether an existing folder is one this package made
+               force:bool=False, # the user asked to replace it
+               hint:str='force=True (--force)', # how to ask, for the message
+              )->str:        # 'new' (absent or empty) or 'replace' (ours, and `force`)
+    "Whether `dest` may be written: absent or empty, or made by this package and `force`; otherwise an error saying what it holds."
+    dest = Path(dest)
+    if not os.path.lexists(dest) or (dest.is_dir() and not os.listdir(dest)): return 'new'
+    if not dest.is_dir(): raise FolderExistsError(f"{dest} is a file, not a folder: choose another folder")
+    if not force: raise FolderExistsError(f"{dest} already exists: pass {hint} to replace it, or choose another folder")
+    if not ours(dest): raise FolderExistsError(f"{dest} holds {_holds(dest)}, which multilabel_regress did not make: choose another folder or delete it yourself")
+    return 'replace'
 
 # %% ../nbs/00_datasets.ipynb #f54d0ee3
 def _pascal_item(dest, seed, iid, split, with_mask):
@@ -178,17 +280,32 @@ def _write_pascal(dest, n_images, n_test, seed, n_jobs=1):
     for name,rs in (('train',[o for o in tr if not o[6]]), ('valid',[o for o in tr if o[6]]), ('test',te)):
         (dest/f'{name}.json').write_text(json.dumps(_coco([o[:4] for o in rs], [o[5] for o in rs])))
 
+def _make_sample(dest, what, args, overwrite, write):
+    "Generate a sample with `write(tmp)` and its marker file into `dest`, in one step; `overwrite` replaces only a sample."
+    def make(tmp):
+        write(tmp); (tmp/SAMPLE_MARKER).write_text(json.dumps(dict(what=what, version=__version__, **args)))
+    return atomic_dir(dest, make, replace=overwrite and is_sample, hint='overwrite=True (--force)')
+
 def make_pascal_sample(dest:Path,         # the folder to create (like `~/.fastai/data/pascal_2007`)
                        n_images:int=1200, # rows of `train.csv` (train + valid)
                        n_test:int=120,    # images in `test/` and `test.csv`
                        seed:int=0,        # the same seed gives byte-identical files
-                       overwrite:bool=False, # replace `dest` if it exists
+                       overwrite:bool=False, # replace `dest` if it is a sample (never other folders)
                        n_jobs:int=1,        # processes drawing images (the files are the same whatever the number)
                       )->Path:
     "Generate a look-alike of fastai's `pascal_2007` folder at `dest`: same files, columns and classes."
-    return _atomic_dir(dest, lambda tmp: _write_pascal(tmp, n_images, n_test, seed, n_jobs), overwrite)
+    return _make_sample(dest, 'pascal_2007', dict(n_images=n_images, n_test=n_test, seed=seed), overwrite,
+                        lambda tmp: _write_pascal(tmp, n_images, n_test, seed, n_jobs))
 
 # %% ../nbs/00_datasets.ipynb #db3d6412
+def _cached(dest, make):
+    "The sample at `dest`, made by `make(dest)` if missing; if another process finishes it first, theirs is used."
+    if dest.is_dir() and os.listdir(dest): return dest
+    try: return make(dest)
+    except FolderExistsError:
+        if dest.is_dir(): return dest
+        raise
+
 def get_pascal(source:str='sample', # 'sample' (generated here, offline) or 'full' (the real download)
                **kwargs,            # passed to `make_pascal_sample` (`n_images`, `seed`, ...)
               )->Path:
@@ -196,10 +313,9 @@ def get_pascal(source:str='sample', # 'sample' (generated here, offline) or 'ful
     if source == 'full':
         from fastai.data.external import untar_data, URLs
         return untar_data(URLs.PASCAL_2007)
-    if source != 'sample': raise ValueError(f"source={source!r}: use 'sample' (generated here) or 'full' (the real download)")
+    if source != 'sample': raise UserError(f"source={source!r}: use 'sample' (generated here) or 'full' (the real download)")
     name = 'pascal_2007' + ''.join(f'_{k}{v}' for k,v in sorted(kwargs.items()))
-    dest = data_dir()/'samples'/name
-    return dest if dest.exists() else make_pascal_sample(dest, **kwargs)
+    return _cached(data_dir()/'samples'/name, lambda d: make_pascal_sample(d, **kwargs))
 
 # %% ../nbs/00_datasets.ipynb #7f7a36ad
 RGB_CAL = """517.679 0 320 
@@ -331,11 +447,12 @@ def make_biwi_sample(dest:Path,        # the folder to create (like `~/.fastai/d
                      n_people:int=24,  # person folders `01`, `02`, ... (at least 13: the chapter validates on `13`)
                      n_frames:int=40,  # frames per person
                      seed:int=0,       # the same seed gives byte-identical files
-                     overwrite:bool=False, # replace `dest` if it exists
+                     overwrite:bool=False, # replace `dest` if it is a sample (never other folders)
                     )->Path:
     "Generate a look-alike of fastai's `biwi_head_pose` folder at `dest`: person folders, calibration, frames, poses."
-    if n_people < 13: raise ValueError(f"n_people={n_people}: the chapter validates on person 13, so at least 13 are needed")
-    return _atomic_dir(dest, lambda tmp: _write_biwi(tmp, n_people, n_frames, seed), overwrite)
+    if n_people < 13: raise UserError(f"n_people={n_people}: the chapter validates on person 13, so at least 13 are needed")
+    return _make_sample(dest, 'biwi_head_pose', dict(n_people=n_people, n_frames=n_frames, seed=seed), overwrite,
+                        lambda tmp: _write_biwi(tmp, n_people, n_frames, seed))
 
 def get_biwi(source:str='sample', # 'sample' (generated here, offline) or 'full' (the real download)
              **kwargs,            # passed to `make_biwi_sample` (`n_frames`, `seed`, ...)
@@ -344,10 +461,9 @@ def get_biwi(source:str='sample', # 'sample' (generated here, offline) or 'full'
     if source == 'full':
         from fastai.data.external import untar_data, URLs
         return untar_data(URLs.BIWI_HEAD_POSE)
-    if source != 'sample': raise ValueError(f"source={source!r}: use 'sample' (generated here) or 'full' (the real download)")
+    if source != 'sample': raise UserError(f"source={source!r}: use 'sample' (generated here) or 'full' (the real download)")
     name = 'biwi_head_pose' + ''.join(f'_{k}{v}' for k,v in sorted(kwargs.items()))
-    dest = data_dir()/'samples'/name
-    return dest if dest.exists() else make_biwi_sample(dest, **kwargs)
+    return _cached(data_dir()/'samples'/name, lambda d: make_biwi_sample(d, **kwargs))
 
 # %% ../nbs/00_datasets.ipynb #bef97163
 def _read_csv(f):
@@ -355,29 +471,42 @@ def _read_csv(f):
     except FileNotFoundError: raise DatasetError(f"{f} is missing: a pascal_2007-style folder needs `train.csv` with columns fname,labels,is_valid") from None
     except Exception as e: raise DatasetError(f"{f} could not be read as CSV ({e}): it needs a header line `fname,labels,is_valid`") from None
 
-def _check_image(f):
+def check_image(f:Path,   # an image file
+                fix:str='replace the file or remove it from the list', # what the user can do, for the message
+               ):
+    "Decode the image `f` (JPEGs at 1/8 scale: cheap, and every byte is still read), or raise a `DatasetError` naming it."
     try:
-        with Image.open(f) as im: im.verify()
-    except FileNotFoundError: raise DatasetError(f"{f} is missing: the CSV names it; add the image or drop its row") from None
-    except Exception as e: raise DatasetError(f"{f} is not a readable image ({e.__class__.__name__}): replace the file or drop its row") from None
+        with Image.open(f) as im:
+            if im.format == 'JPEG': im.draft(None, (max(1, im.width//8), max(1, im.height//8)))
+            im.load()
+    except FileNotFoundError: raise DatasetError(f"{f} is missing: {fix}") from None
+    except IsADirectoryError: raise DatasetError(f"{f} is a folder, not an image: {fix}") from None
+    except Image.DecompressionBombError as e: raise DatasetError(f"{f} is too large to decode safely ({e}): {fix}") from None
+    except Exception as e: raise DatasetError(f"{f} is not a readable image ({e.__class__.__name__}: {e}): {fix}") from None
 
+# %% ../nbs/00_datasets.ipynb #9e8bfc14
 def check_pascal(path:Path,          # a pascal_2007-style folder
                  csv:str='train.csv', # the CSV with fname,labels,is_valid
                  folder:str='train', # where the images are
-                 images:bool=True,   # also open every image (fast: headers only)
+                 images:bool=True,   # also decode every image (`check_image`)
                 )->pd.DataFrame:     # the CSV, read
-    "Check a pascal_2007-style folder: the CSV, its columns and labels, and each image it names."
+    "Check a pascal_2007-style folder: the CSV, its columns, labels and splits, and each image it names."
     path = Path(path); f = path/csv; df = _read_csv(f)
     miss = [c for c in ('fname','labels','is_valid') if c not in df.columns]
     if miss: raise DatasetError(f"{f} has no column {', '.join(miss)} (it has {', '.join(map(str, df.columns))}): the header must be fname,labels,is_valid")
     if not len(df): raise DatasetError(f"{f} has no rows: add one line per image")
     for i,r in df.iterrows():
+        if not isinstance(r['fname'], str) or not r['fname'].strip():
+            raise DatasetError(f"{f}, row {i+2}: empty fname; every row names an image file in {folder}/")
         if not isinstance(r['labels'], str) or not r['labels'].split():
             raise DatasetError(f"{f}, row {i+2} ({r['fname']}): empty labels; every image needs at least one space-separated label")
-    bad = df[~df['is_valid'].astype(str).isin(['True','False'])]
+    v = df['is_valid'].astype(str)
+    bad = df[~v.isin(['True','False'])]
     if len(bad): raise DatasetError(f"{f}, row {bad.index[0]+2}: is_valid is {bad['is_valid'].iloc[0]!r}; it must be True or False")
+    for val,split in (('False','training'),('True','validation')):
+        if not (v == val).any(): raise DatasetError(f"{f} has no {split} rows (is_valid={val}): mark some of its {len(df)} rows is_valid={val}")
     if images:
-        for fn in df['fname']: _check_image(path/folder/fn)
+        for fn in df['fname']: check_image(path/folder/fn, 'replace the file or drop its row from the CSV')
     return df
 
 # %% ../nbs/00_datasets.ipynb #5a4d573e
@@ -411,7 +540,7 @@ def read_cal_file(f:Path, # a BIWI `rgb.cal`
     return K
 
 def check_biwi(path:Path,        # a biwi_head_pose-style folder
-               images:bool=True, # also open every image (fast: headers only)
+               images:bool=True, # also decode every image (`check_image`)
               )->list:           # the image files
     "Check a biwi_head_pose-style folder: each person's `rgb.cal`, and each frame's image and pose file."
     path = Path(path)
@@ -425,6 +554,6 @@ def check_biwi(path:Path,        # a biwi_head_pose-style folder
         if not ims: raise DatasetError(f"{d} holds no `frame_XXXXX_rgb.jpg` images: remove the folder or add its frames")
         for im in ims:
             read_pose_file(Path(f'{str(im)[:-7]}pose.txt'))
-            if images: _check_image(im)
+            if images: check_image(im, 'replace the file, or delete the frame (its image and pose file)')
         files += ims
     return files

@@ -5,17 +5,19 @@
 # %% ../nbs/06_models.ipynb #e054c823
 from __future__ import annotations
 from fastai.vision.all import *
+from .datasets import UserError, DatasetError, ModelFolderError, atomic_dir, check_dest
 
 # %% auto #0
-__all__ = ['ARCHS', 'MODEL_FORMAT', 'xresnet_small', 'get_arch', 'arch_name', 'open_rgb', 'save_model', 'build_model',
-           'read_model_meta', 'load_model', 'preprocess', 'model_outputs', 'ToDeviceAsync', 'pinned_async_copies',
-           'ChannelsLastInput', 'cuda_speedups']
+__all__ = ['ARCHS', 'MODEL_FORMAT', 'xresnet_small', 'get_arch', 'arch_name', 'SoftArgmax', 'cut_at_stride', 'softargmax_model',
+           'open_rgb', 'is_model_folder', 'check_model_dest', 'save_model', 'build_model', 'read_model_meta',
+           'load_model', 'preprocess', 'model_outputs', 'ToDeviceAsync', 'pinned_async_copies', 'ChannelsLastInput',
+           'cuda_speedups']
 
 # %% ../nbs/06_models.ipynb #d1c94811
 def xresnet_small(pretrained:bool=False, # must be False: there are no pretrained weights for it
                   **kwargs):             # passed to `XResNet`
     "A small XResNet (one ResBlock per stage, half width) that trains from scratch on a CPU in minutes."
-    if pretrained: raise ValueError("xresnet_small has no pretrained weights: pass pretrained=False")
+    if pretrained: raise UserError("xresnet_small has no pretrained weights: pass pretrained=False")
     return XResNet(ResBlock, 1, [1,1,1,1], widen=0.5, **kwargs)
 
 ARCHS = dict(xresnet_small=xresnet_small, resnet18=resnet18, resnet34=resnet34, resnet50=resnet50)
@@ -23,7 +25,7 @@ ARCHS = dict(xresnet_small=xresnet_small, resnet18=resnet18, resnet34=resnet34, 
 def get_arch(name:str): # one of `ARCHS`
     "The architecture function called `name`, with an error that lists the known names."
     if callable(name): return name
-    if name not in ARCHS: raise ValueError(f"unknown architecture {name!r}: use one of {', '.join(ARCHS)}")
+    if name not in ARCHS: raise UserError(f"unknown architecture {name!r}: use one of {', '.join(ARCHS)}")
     return ARCHS[name]
 
 def arch_name(arch)->str:
@@ -31,13 +33,50 @@ def arch_name(arch)->str:
     if isinstance(arch, str): return get_arch(arch) and arch
     for k,v in ARCHS.items():
         if v is arch: return k
-    raise ValueError(f"{getattr(arch,'__name__',arch)} is not a named architecture: add it to `ARCHS` to save models that use it")
+    raise UserError(f"{getattr(arch,'__name__',arch)} is not a named architecture: add it to `ARCHS` to save models that use it")
+
+# %% ../nbs/06_models.ipynb #46245490
+class SoftArgmax(Module):
+    "A key-point head: score each cell of a feature map, softmax, and return the expected (x, y) position in [-1, 1]."
+    def __init__(self, nf:int,    # channels of the feature map
+                 n_points:int=1): # points to predict
+        self.conv = nn.Conv2d(nf, n_points, 1)
+    def heatmap(self, x):
+        "The softmax over positions, [bs, n_points, h, w]."
+        h = self.conv(x); b,n,H,W = h.shape
+        return F.softmax(h.view(b,n,-1).float(), -1).view(b,n,H,W)
+    def forward(self, x):
+        p = self.heatmap(x); H,W = p.shape[-2:]
+        gx = (torch.arange(W, device=x.device)*2+1)/W - 1  # cell centres, in PointBlock's [-1, 1] units
+        gy = (torch.arange(H, device=x.device)*2+1)/H - 1
+        return torch.stack([(p.sum(2)*gx).sum(-1), (p.sum(3)*gy).sum(-1)], -1).view(len(p), -1)
+
+# %% ../nbs/06_models.ipynb #00d2a9d5
+def cut_at_stride(body:nn.Sequential, # a model body (`create_body`)
+                  stride:int,         # keep layers until the output is at most 1/`stride` of the input
+                  n_in:int=3, size=(64,64))->nn.Sequential:
+    "The first layers of `body` whose output is at most 1/`stride` of the input's size."
+    x = torch.zeros(1, n_in, *size); layers = []
+    with torch.no_grad():
+        was = body.training; body.eval()
+        for l in body.children():
+            x = l(x); layers.append(l)
+            if x.shape[-1] <= size[-1]//stride: break
+        body.train(was)
+    return nn.Sequential(*layers)
+
+def softargmax_model(arch,                 # an architecture function (see `get_arch`)
+                     pretrained:bool=False, # start the body from ImageNet weights
+                     stride:int=8,         # the heat map is 1/`stride` of the image
+                    )->nn.Sequential:
+    "A key-point model: `arch`'s body cut at `stride`, then a `SoftArgmax` head."
+    body = cut_at_stride(create_body(arch(pretrained=pretrained) if pretrained else arch(), pretrained=pretrained), stride)
+    return nn.Sequential(body, SoftArgmax(num_features_model(body)))
 
 # %% ../nbs/06_models.ipynb #22637bd1
-import json, hashlib, os, shutil, tempfile, datetime
+import json, hashlib, datetime
 from pathlib import Path
 from PIL import Image, ImageOps, UnidentifiedImageError
-from .datasets import DatasetError, _mkdtemp_shared
 
 def open_rgb(f:Path, # an image file
             )->Image.Image: # 8-bit RGB
@@ -46,6 +85,7 @@ def open_rgb(f:Path, # an image file
     try:
         im = Image.open(f); im.load()
     except FileNotFoundError: raise DatasetError(f"{f} is missing: check the path") from None
+    except Image.DecompressionBombError as e: raise DatasetError(f"{f} is too large to decode safely ({e}): shrink the image, or remove it from the list") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise DatasetError(f"{f} is not a readable image ({e}): replace the file, or remove it from the list") from None
     if im.mode in ('I;16','I;16B','I;16L','I'):  # 16/32-bit grey: scale to 8 bits by its range
@@ -71,21 +111,28 @@ def _sha256(f):
         for b in iter(lambda: fh.read(1<<20), b''): h.update(b)
     return h.hexdigest()
 
+def is_model_folder(d:Path)->bool:
+    "Does the folder `d` hold a model (its `model.json`)? Only such a folder is replaced by `save_model(..., force=True)`."
+    return (Path(d)/'model.json').is_file()
+
+def check_model_dest(dest:Path,       # the model folder about to be written
+                     force:bool=False, # replace an existing model folder
+                    )->str:            # 'new' or 'replace'
+    "Whether `save_model` may write `dest` (absent, empty, or a model folder and `force`); check it before training."
+    return check_dest(dest, is_model_folder, force, 'force=True (--force)')
+
 def save_model(model:nn.Module, # the trained model (e.g. `learn.model`)
                dest:Path,       # the model folder to write
                meta:dict,       # task, arch, n_out, size, preprocess, mean, std, and vocab/thresholds or y_range
-               force:bool=False, # replace an existing folder
+               force:bool=False, # replace an existing model folder (never a folder holding anything else)
               )->Path:
     "Write `model`'s weights (safetensors) and `meta` (JSON) to the folder `dest`, atomically."
     from safetensors.torch import save_file
-    dest = Path(dest)
-    if dest.exists() and not force: raise FileExistsError(f"{dest} already exists: pass force=True (--force) to replace it")
+    check_model_dest(dest, force)
     meta = dict(meta, format=MODEL_FORMAT)
     missing = [k for k in _REQUIRED if k not in meta and k not in ('format','weights_sha256')]
     if missing: raise ValueError(f"model metadata lacks {', '.join(missing)}")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _mkdtemp_shared(dest)
-    try:
+    def make(tmp):
         state = {k: v.detach().cpu().contiguous() for k,v in model.state_dict().items()}
         build_model(meta).load_state_dict(state, strict=True)  # the folder must load back: fail now, not at load time
         save_file(state, str(tmp/'model.safetensors'))
@@ -93,13 +140,7 @@ def save_model(model:nn.Module, # the trained model (e.g. `learn.model`)
         meta.setdefault('saved', datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'))
         meta['meta_sha256'] = _meta_sha256(meta)
         (tmp/'model.json').write_text(json.dumps(meta, indent=2))
-        old = None
-        if dest.exists(): old = Path(tempfile.mkdtemp(prefix=f'.{dest.name}.old.', dir=dest.parent)); os.replace(dest, old/'m')
-        os.replace(tmp, dest)
-        if old: shutil.rmtree(old)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True); raise
-    return dest
+    return atomic_dir(dest, make, replace=force and is_model_folder)
 
 # %% ../nbs/06_models.ipynb #e07d1989
 def build_model(meta:dict)->nn.Module:
@@ -108,25 +149,22 @@ def build_model(meta:dict)->nn.Module:
     if b == 'vision':  # what `vision_learner` builds: the body, fastai's head, optional sigmoid_range
         return create_vision_model(arch, meta['n_out'], pretrained=False, y_range=tuple(yr) if yr else None)
     if b == 'arch': return arch(n_out=meta['n_out'])  # the architecture with its own head (e.g. XResNet from scratch)
-    if b == 'softargmax':  # the key-point heat-map head of `05_keypoint`
-        from multilabel_regress.keypoint import SoftArgmax, _cut_at_stride
-        body = _cut_at_stride(create_body(arch(), pretrained=False), meta.get('stride', 8))
-        return nn.Sequential(body, SoftArgmax(num_features_model(body)))
-    raise DatasetError(f"unknown builder {b!r} in model.json: use 'vision', 'arch' or 'softargmax'")
+    if b == 'softargmax': return softargmax_model(arch, stride=meta.get('stride', 8))  # the key-point heat-map head
+    raise ModelFolderError(f"unknown builder {b!r} in model.json: use 'vision', 'arch' or 'softargmax'")
 
 def read_model_meta(path:Path)->dict:
     "Read and check `model.json` in the model folder `path`."
     f = Path(path)/'model.json'
-    if not f.exists(): raise DatasetError(f"{f} is missing: {path} is not a model folder (it needs model.json and model.safetensors)")
+    if not f.exists(): raise ModelFolderError(f"{f} is missing: {path} is not a model folder (it needs model.json and model.safetensors)")
     try: meta = json.loads(f.read_text())
-    except json.JSONDecodeError as e: raise DatasetError(f"{f} is not valid JSON ({e}): re-save the model") from None
-    if not isinstance(meta, dict): raise DatasetError(f"{f} must hold a JSON object: re-save the model")
+    except json.JSONDecodeError as e: raise ModelFolderError(f"{f} is not valid JSON ({e}): re-save the model") from None
+    if not isinstance(meta, dict): raise ModelFolderError(f"{f} must hold a JSON object: re-save the model")
     for k,t in _REQUIRED.items():
-        if not isinstance(meta.get(k), t): raise DatasetError(f"{f}: `{k}` is missing or not a {t.__name__}: re-save the model")
+        if not isinstance(meta.get(k), t): raise ModelFolderError(f"{f}: `{k}` is missing or not a {t.__name__}: re-save the model")
     if meta.get('meta_sha256') != _meta_sha256(meta):
-        raise DatasetError(f"{f} was changed after the model was saved (its checksum does not match): re-save the model, or restore the file")
-    if meta['format'] != MODEL_FORMAT: raise DatasetError(f"{f}: format {meta['format']!r} is not {MODEL_FORMAT!r}")
-    if meta['arch'] not in ARCHS: raise DatasetError(f"{f}: unknown architecture {meta['arch']!r} (known: {', '.join(ARCHS)})")
+        raise ModelFolderError(f"{f} was changed after the model was saved (its checksum does not match): re-save the model, or restore the file")
+    if meta['format'] != MODEL_FORMAT: raise ModelFolderError(f"{f}: format {meta['format']!r} is not {MODEL_FORMAT!r}")
+    if meta['arch'] not in ARCHS: raise ModelFolderError(f"{f}: unknown architecture {meta['arch']!r} (known: {', '.join(ARCHS)})")
     return meta
 
 def load_model(path:Path, # a folder written by `save_model`
@@ -134,14 +172,14 @@ def load_model(path:Path, # a folder written by `save_model`
     "Rebuild the model in `path` from its JSON and load its safetensors weights; nothing is unpickled."
     from safetensors.torch import load_file
     path = Path(path); meta = read_model_meta(path); w = path/'model.safetensors'
-    if not w.exists(): raise DatasetError(f"{w} is missing: re-save the model")
+    if not w.exists(): raise ModelFolderError(f"{w} is missing: re-save the model")
     if _sha256(w) != meta['weights_sha256']:
-        raise DatasetError(f"{w} does not match the checksum in model.json: the weights were changed or damaged; re-save or re-copy the model")
+        raise ModelFolderError(f"{w} does not match the checksum in model.json: the weights were changed or damaged; re-save or re-copy the model")
     try: state = load_file(str(w))
-    except Exception as e: raise DatasetError(f"{w} is not a safetensors file ({e}): re-save the model") from None
+    except Exception as e: raise ModelFolderError(f"{w} is not a safetensors file ({e}): re-save the model") from None
     model = build_model(meta)
     try: model.load_state_dict(state, strict=True)
-    except RuntimeError as e: raise DatasetError(f"{w} does not fit the architecture in model.json ({str(e).splitlines()[0]})") from None
+    except RuntimeError as e: raise ModelFolderError(f"{w} does not fit the architecture in model.json ({str(e).splitlines()[0]})") from None
     return model.eval(), meta
 
 # %% ../nbs/06_models.ipynb #cd2873b8
@@ -157,10 +195,10 @@ def preprocess(im:Image.Image, meta:dict,
         im = im.crop((l, t, l+w, t+h))
     elif meta['preprocess'] == 'resize': im = im.resize((w,h), Image.BILINEAR)
     elif meta['preprocess'] == 'head_crop':
-        if ctr is None: raise ValueError("a head-pose model sees a crop around the head: pass its centre (x, y), e.g. from a centre model (mlr predict --centre-model)")
+        if ctr is None: raise UserError("a head-pose model sees a crop around the head: pass its centre (x, y), e.g. from a centre model (mlr predict --centre-model)")
         from multilabel_regress.biwi_data import head_crop
         im = head_crop(im, ctr, meta['crop_px'], w)
-    else: raise DatasetError(f"unknown preprocess {meta['preprocess']!r} in model.json")
+    else: raise ModelFolderError(f"unknown preprocess {meta['preprocess']!r} in model.json")
     t = torch.from_numpy(np.asarray(im, dtype=np.float32)/255.).permute(2,0,1)
     return (t - tensor(meta['mean'])[:,None,None]) / tensor(meta['std'])[:,None,None]
 
@@ -169,9 +207,9 @@ def model_outputs(model:nn.Module, meta:dict, files:list, bs:int=32,
                  )->Tensor:
     "Run `model` on image `files` (preprocessed per `meta`), in batches; raw outputs (logits or scaled points)."
     files = list(files)
-    if not files: raise ValueError("no image files given: pass at least one")
+    if not files: raise UserError("no image files given: pass at least one")
     if ctrs is None: ctrs = [None]*len(files)
-    if len(ctrs) != len(files): raise ValueError(f"{len(files)} files but {len(ctrs)} centres: pass one (x, y) per file")
+    if len(ctrs) != len(files): raise UserError(f"{len(files)} files but {len(ctrs)} centres: pass one (x, y) per file")
     dev = next(model.parameters()).device; outs = []
     with torch.no_grad():
         for i in range(0, len(files), bs):

@@ -13,7 +13,7 @@ def digest(p):
 # --- PASCAL layout -------------------------------------------------------------------------
 
 def test_pascal_layout(pascal):
-    assert sorted(o.name for o in pascal.iterdir()) == ['segmentation','test','test.csv','test.json','train',
+    assert sorted(o.name for o in pascal.iterdir()) == [SAMPLE_MARKER,'segmentation','test','test.csv','test.json','train',
                                                         'train.csv','train.json','valid.json']
     df = pd.read_csv(pascal/'train.csv')  # the chapter's reading code
     assert list(df.columns) == ['fname','labels','is_valid'] and len(df) == 60
@@ -56,7 +56,7 @@ def test_pascal_deterministic(tmp_path, pascal):
 
 def test_sample_not_overwritten(tmp_path):
     d = tmp_path/'p'; d.mkdir(); (d/'keep.txt').write_text('mine')
-    with pytest.raises(FileExistsError, match='overwrite=True'): make_pascal_sample(d, n_images=5, n_test=1)
+    with pytest.raises(FolderExistsError, match='overwrite=True'): make_pascal_sample(d, n_images=5, n_test=1)
     assert (d/'keep.txt').read_text() == 'mine'
 
 def test_interrupted_generation_leaves_nothing(tmp_path, monkeypatch):
@@ -78,7 +78,7 @@ def test_get_sample_cached(tmp_path, monkeypatch):
 
 def test_biwi_layout(biwi):
     names = sorted(o.name for o in biwi.iterdir())
-    assert names == sorted([f'{i:02d}' for i in range(1,25)] + [f'{i:02d}.obj' for i in range(1,25)])
+    assert names == sorted([SAMPLE_MARKER] + [f'{i:02d}' for i in range(1,25)] + [f'{i:02d}.obj' for i in range(1,25)])
     assert (biwi/'13').is_dir() and (biwi/'01.obj').read_text().startswith('v ')
     files = sorted((biwi/'07').iterdir())
     assert [f.name for f in files][:3] == ['depth.cal','frame_00003_pose.txt','frame_00003_rgb.jpg']
@@ -196,3 +196,53 @@ def test_check_biwi_bad_cal(bad_biwi):
 
 def test_check_biwi_not_a_dataset(tmp_path):
     with pytest.raises(DatasetError, match='no person folders'): check_biwi(tmp_path)
+
+# --- every image decoded, splits present, odd files named ---------------------------------------
+
+def _halve(f): b = f.read_bytes(); f.write_bytes(b[:len(b)//2])
+
+def test_check_pascal_truncated_jpeg(bad_pascal):
+    # half a JPEG passes `Image.verify()` (it does not decode); the check decodes, and names the file
+    fn = pd.read_csv(bad_pascal/'train.csv').fname[7]; f = bad_pascal/'train'/fn; _halve(f)
+    with Image.open(f) as im: im.verify()
+    with pytest.raises(DatasetError, match=f'{fn} is not a readable image .*truncated.*drop its row') as e: check_pascal(bad_pascal)
+    assert '\n' not in str(e.value)
+    assert len(check_pascal(bad_pascal, images=False)) == 60  # what a header-only check would have let through
+
+def test_check_biwi_truncated_jpeg(bad_biwi):
+    f = bad_biwi/'13'/'frame_00004_rgb.jpg'
+    if not f.exists(): f = sorted((bad_biwi/'13').glob('*_rgb.jpg'))[1]
+    _halve(f)
+    with pytest.raises(DatasetError, match=f'{f.name} is not a readable image .*delete the frame'): check_biwi(bad_biwi)
+
+@pytest.mark.parametrize('valid,split', [(True, 'training'), (False, 'validation')])
+def test_check_pascal_needs_both_splits(bad_pascal, valid, split):
+    df = pd.read_csv(bad_pascal/'train.csv'); df['is_valid'] = valid; df.to_csv(bad_pascal/'train.csv', index=False)
+    with pytest.raises(DatasetError, match=f'train.csv has no {split} rows \\(is_valid={not valid}\\)'): check_pascal(bad_pascal)
+
+def test_check_pascal_empty_fname(bad_pascal):
+    df = pd.read_csv(bad_pascal/'train.csv'); df.loc[4,'fname'] = None; df.to_csv(bad_pascal/'train.csv', index=False)
+    with pytest.raises(DatasetError, match='row 6: empty fname'): check_pascal(bad_pascal)
+
+def test_check_pascal_odd_files(bad_pascal):
+    df = pd.read_csv(bad_pascal/'train.csv'); f = bad_pascal/'train'/df.fname[3]; f.unlink(); f.mkdir()
+    with pytest.raises(DatasetError, match=f'{df.fname[3]} is a folder, not an image'): check_pascal(bad_pascal)
+    f.rmdir(); f.write_bytes(b'')
+    with pytest.raises(DatasetError, match=f'{df.fname[3]} is not a readable image'): check_pascal(bad_pascal)
+
+def test_check_image_bomb(pascal, monkeypatch):
+    f = sorted((pascal/'train').glob('*.jpg'))[0]
+    monkeypatch.setattr(Image, 'MAX_IMAGE_PIXELS', 1000)  # the image now has far more pixels than allowed
+    with pytest.raises(DatasetError, match=f'{f.name} is too large to decode safely'): check_image(f)
+
+def test_check_image_modes(tmp_path):
+    # what decoding accepts: any mode PIL reads, JPEG (drafted) or not
+    for name,im in [('g.jpg', Image.new('L', (9,7))), ('c.jpg', Image.new('CMYK', (9,7))), ('a.png', Image.new('RGBA', (9,7))),
+                    ('tiny.jpg', Image.new('RGB', (3,2)))]:
+        im.save(tmp_path/name); check_image(tmp_path/name)
+
+def test_user_errors():
+    assert issubclass(DatasetError, UserError) and issubclass(ModelFolderError, UserError)
+    assert issubclass(FolderExistsError, UserError) and issubclass(FolderExistsError, FileExistsError)
+    assert issubclass(UserError, ValueError)  # `except ValueError` in older callers still catches them
+    with pytest.raises(UserError, match="'sample'"): get_pascal('smaple')

@@ -2,7 +2,7 @@ import json
 from pathlib import Path
 import numpy as np, pytest, torch
 from PIL import Image
-from multilabel_regress.datasets import DatasetError
+from multilabel_regress.datasets import DatasetError, ModelFolderError, UserError, FolderExistsError
 from multilabel_regress.models import *
 
 META = dict(task='multilabel', arch='xresnet_small', n_out=20, size=[48,48], preprocess='squish_crop',
@@ -51,7 +51,7 @@ def test_interrupted_save_keeps_previous(saved, monkeypatch):
 def test_tampered_weights(saved):
     _, d, _ = saved
     w = d/'model.safetensors'; b = bytearray(w.read_bytes()); b[len(b)//2] ^= 0xFF; w.write_bytes(bytes(b))
-    with pytest.raises(DatasetError, match='checksum'): load_model(d)
+    with pytest.raises(ModelFolderError, match='checksum'): load_model(d)
 
 @pytest.mark.parametrize('edit,msg', [
     (lambda j: dict(j, thresholds=[0.01]*20), 'changed after the model was saved'),
@@ -63,13 +63,13 @@ def test_tampered_json(saved, edit, msg):
     _, d, _ = saved
     j = json.loads((d/'model.json').read_text()); e = edit(j)
     (d/'model.json').write_text(e if isinstance(e, str) else json.dumps(e))
-    with pytest.raises(DatasetError, match=msg): load_model(d)
+    with pytest.raises(ModelFolderError, match=msg): load_model(d)
 
 def test_missing_files(saved, tmp_path):
     _, d, _ = saved
-    with pytest.raises(DatasetError, match='not a model folder'): load_model(tmp_path/'nothing')
+    with pytest.raises(ModelFolderError, match='not a model folder'): load_model(tmp_path/'nothing')
     (d/'model.safetensors').unlink()
-    with pytest.raises(DatasetError, match='model.safetensors is missing'): load_model(d)
+    with pytest.raises(ModelFolderError, match='model.safetensors is missing'): load_model(d)
 
 def test_model_outputs_empty(saved):
     m, _, _ = saved
@@ -98,3 +98,33 @@ def test_open_rgb_truncated(tmp_path, pascal):
 
 def test_unknown_arch():
     with pytest.raises(ValueError, match='use one of'): get_arch('vgg')
+
+def test_open_rgb_bomb(pascal, monkeypatch):
+    f = sorted((pascal/'train').glob('*.jpg'))[0]
+    monkeypatch.setattr(Image, 'MAX_IMAGE_PIXELS', 1000)
+    with pytest.raises(DatasetError, match=f'{f.name} is too large to decode safely'): open_rgb(f)
+
+def test_model_folder_errors_are_user_errors(tmp_path):
+    with pytest.raises(ModelFolderError) as e: load_model(tmp_path)
+    assert isinstance(e.value, UserError) and not isinstance(e.value, DatasetError)
+    with pytest.raises(UserError, match='use one of'): get_arch('vgg')
+
+def test_softargmax_model_without_keypoint(monkeypatch, tmp_path):
+    # models does not import keypoint (which imports models): a heat-map model builds, saves and loads without it
+    import sys
+    monkeypatch.setitem(sys.modules, 'multilabel_regress.keypoint', None)  # any import of it now fails
+    meta = dict(META, task='keypoint', arch='xresnet_small', builder='softargmax', stride=8, n_out=2, size=[64,64], preprocess='resize')
+    meta.pop('vocab'); meta.pop('thresholds')
+    torch.manual_seed(0); m = build_model(meta).eval()
+    assert isinstance(m[1], SoftArgmax)
+    x = torch.randn(2,3,64,64)
+    torch.testing.assert_close(load_model(save_model(m, tmp_path/'kp', meta))[0](x), m(x), rtol=0, atol=0)
+
+def test_softargmax_matches_keypoint_models():
+    # the key-point learner's model and `build_model`'s have the same parameters, so saved weights load back
+    from fastai.vision.all import create_body, num_features_model, nn
+    import multilabel_regress.keypoint as kp
+    cut = getattr(kp, 'cut_at_stride', None) or kp._cut_at_stride
+    body = cut(create_body(get_arch('xresnet_small')(), pretrained=False), 8)
+    km = nn.Sequential(body, kp.SoftArgmax(num_features_model(body)))
+    build_model(dict(arch='xresnet_small', builder='softargmax', stride=8, n_out=2)).load_state_dict(km.state_dict(), strict=True)
