@@ -11,7 +11,9 @@ unrun, and the outputs saved in place.
 directives are only comments), so downloads and long runs must be guarded in Python. `--offline`
 blocks the network for the notebooks and every process they start (loopback still works) and
 fails a notebook that tried to reach it, even if the notebook caught the error. `--check` runs
-without saving. Notebooks run in separate processes, `--workers` at a time.
+without saving. `--long` sets `MLR_LONG_RUN=1`, which the notebooks' `LONG_RUN` setting reads:
+the committed outputs come from `--run-all --long`, a reader's Run All skips the long cells.
+Notebooks run in separate processes, `--workers` at a time.
 """
 import os, sys, time, argparse, tempfile, subprocess
 from concurrent.futures import ThreadPoolExecutor
@@ -47,7 +49,7 @@ def run_one(fn, flags='', run_all=False, save=True):
 
 def run_child(fn, a):
     "Run one notebook in a child process; return (ok, seconds, message)."
-    env = dict(os.environ)
+    env = dict(os.environ, MLR_LONG_RUN='1' if a.long else '0')
     log = None
     if a.offline:
         log = Path(tempfile.mkstemp(prefix='mlr-net-', suffix='.log')[1])
@@ -70,6 +72,7 @@ def main():
     p.add_argument('--run-all', action='store_true', help="run every code cell, as Jupyter's Run All does")
     p.add_argument('--offline', action='store_true', help='block the network; fail a notebook that tries to use it')
     p.add_argument('--check', action='store_true', help='run without saving the outputs')
+    p.add_argument('--long', action='store_true', help='run the long cells too (MLR_LONG_RUN=1)')
     p.add_argument('--workers', type=int, default=1, help='notebooks run at once')
     p.add_argument('--_one', action='store_true', help=argparse.SUPPRESS)
     a = p.parse_args()
