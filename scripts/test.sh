@@ -14,5 +14,6 @@ if [ "$before" != "$after" ]; then
   exit 1
 fi
 echo "notebooks and library in sync, notebooks clean"
+python scripts/versions.py "pinned leg"
 nbdev_test --n_workers ${NBDEV_WORKERS:-2} "$@"
 pytest
