@@ -77,8 +77,10 @@ class PixelRMSE(Metric):
     "Root mean squared distance between predicted and true points, in pixels of each item's original frame (its size read from its file)."
     def reset(self): self.tot,self.n,self.seen,self.half = 0.,0,0,None
     def _halves(self, dl, n):
-        "Half the (width, height) of the frames of the next `n` items of `dl`, [n, 2]."
-        if self.half is None: self.half = _sizes(dl.items)/2  # once per pass, every frame's header
+        "Half the (width, height) of the frames of the next `n` items of `dl`, [n, 2]; `None` if `dl` has no items (a bare batch)."
+        items = getattr(dl, 'items', None)
+        if items is None: return None                           # `show_results` validates a list holding one batch
+        if self.half is None: self.half = _sizes(items)/2       # once per pass, every frame's header
         if (self.half == self.half[0]).all(): return self.half[0].expand(n, 2)  # one frame size: the order does not matter
         from fastai.distributed import DistributedDL
         if getattr(dl, 'shuffle', False) or isinstance(dl, DistributedDL):
@@ -87,7 +89,9 @@ class PixelRMSE(Metric):
         return self.half[self.seen-n:self.seen]
     def accumulate(self, learn):
         p,y = (t.detach().float().cpu().view(len(learn.pred), -1, 2) for t in (learn.pred, learn.y))
-        d = ((p - y)*self._halves(learn.dl, len(p))[:,None]).pow(2).sum(-1)
+        half = self._halves(learn.dl, len(p))
+        if half is None: return
+        d = ((p - y)*half[:,None]).pow(2).sum(-1)
         self.tot += d.sum().item(); self.n += d.numel()
     @property
     def value(self): return math.sqrt(self.tot/self.n) if self.n else None
