@@ -8,6 +8,7 @@ import math, random
 from functools import lru_cache
 from fastai.vision.all import *
 from .datasets import get_biwi, read_pose_file, read_cal_file, DatasetError, BIWI_K
+from .pascal_data import SeededDL
 
 # %% auto #0
 __all__ = ['ANGLE_SCALE', 'img2pose', 'read_cal', 'get_ctr', 'pose_angles', 'BiwiPoses', 'PersonSplitter', 'ClampPoints',
@@ -54,15 +55,18 @@ def _rotation(f):
     if R.shape != (3,3): raise ValueError(f"a rotation matrix is 3x3, not {R.shape}")
     return R
 
+_LOCK = 1e-7  # |cos(pitch)| below this is gimbal lock (pitch within about 6e-6 degrees of ±90), as in scipy
+
 def pose_angles(f, # an image `frame_XXXXX_rgb.jpg`, its `_pose.txt`, or a 3x3 rotation matrix
-               )->tuple: # (yaw, pitch, roll) in degrees; `R = Ry(yaw) @ Rx(pitch) @ Rz(roll)`
-    "The head's yaw, pitch and roll in degrees: the inverse of `rotation_from_angles`."
+               )->tuple: # (yaw, pitch, roll) in degrees, `R = Ry(yaw) @ Rx(pitch) @ Rz(roll)`; pitch in [-90, 90]
+    "The head's yaw, pitch and roll in degrees, the inverse of `rotation_from_angles`; at pitch ±90, roll 0 and the whole turn in yaw."
     R = _rotation(f)
-    s = -R[1,2]
-    if abs(s) >= 1-1e-9:  # gimbal lock: only yaw - roll (or yaw + roll) is defined; report roll 0
-        return (math.degrees(math.atan2(-R[2,0]*np.sign(s), R[0,0])), 90.*np.sign(s), 0.)
-    return (math.degrees(math.atan2(R[0,2], R[2,2])), math.degrees(math.asin(np.clip(s,-1,1))),
-            math.degrees(math.atan2(R[1,0], R[1,1])))
+    c = math.hypot(R[1,0], R[1,1])                          # |cos(pitch)|: row 1 is (cos p sin r, cos p cos r, -sin p)
+    pitch = math.atan2(-R[1,2], c)
+    roll = math.atan2(R[1,0], R[1,1]) if c > _LOCK else 0.  # gimbal lock: yaw and roll turn about the same axis
+    cr,sr = math.cos(roll),math.sin(roll)                   # R @ Rz(-roll) = Ry(yaw) @ Rx(pitch): first column (cos yaw, 0, -sin yaw)
+    yaw = math.atan2(sr*R[2,1] - cr*R[2,0], cr*R[0,0] - sr*R[0,1])
+    return tuple(math.degrees(v) for v in (yaw, pitch, roll))
 
 # %% ../nbs/04_biwi_data.ipynb #d4ad3e90
 class _Lookup:
@@ -124,9 +128,8 @@ def _frames(path):
     return files, BiwiPoses(files)
 
 def _loaders(db, files, poses, target, bs, num_workers, seed):
-    "`db.dataloaders(files)`, seeded if asked, with the poses and the target kept on the result."
-    if seed is not None: set_seed(seed, reproducible=True)
-    dls = db.dataloaders(files, bs=bs, **({} if num_workers is None else dict(num_workers=num_workers)))
+    "`db.dataloaders(files)` as `SeededDL`s with their own `seed`, and the poses and the target kept on the result."
+    dls = db.dataloaders(files, bs=bs, dl_type=SeededDL, seed=seed, **({} if num_workers is None else dict(num_workers=num_workers)))
     dls.poses,dls.target = poses,target
     return dls
 
@@ -135,11 +138,11 @@ def biwi_dls(path:Path,           # a biwi_head_pose-style folder (person folder
              valid_person='13',   # the held-out person folder, or a list of them
              bs:int=64,           # batch size
              target:str='ctr',    # 'ctr': the head centre (a point); 'angles': (yaw, pitch, roll)
-             presize=None,        # resize each image to this (h, w) when loading, before augmentation; `None`: full size
+             presize=None,        # resize each image to this (h, w) when loading, before augmentation; `None`: full size (unused without `aug`)
              off_image:str='keep', # 'keep' points that augmentation moves off the image (fastai's default), or 'clamp' them
-             aug:bool=True,       # use `aug_transforms`
+             aug:bool=True,       # use `aug_transforms`; `False`: no augmentation, each frame squished to `size` on loading
              num_workers:int=None, # data loader processes; `None`: fastai's default
-             seed:int=None,       # seed for the shuffling and the augmentations, for repeatable runs
+             seed:int=None,       # the loaders' own seed for the shuffle and the augmentations (global state untouched); `None`: the global generators
              **kwargs,            # passed to `aug_transforms` (`max_zoom`, `max_rotate`, `do_flip`, ...)
             )->DataLoaders:
     "The chapter's BIWI `DataLoaders`: images and their head centre (or angles), one person held out."
@@ -147,12 +150,13 @@ def biwi_dls(path:Path,           # a biwi_head_pose-style folder (person folder
     if off_image not in ('keep','clamp'): raise ValueError(f"off_image={off_image!r}: use 'keep' or 'clamp'")
     files,poses = _frames(path)
     if target == 'angles': kwargs = dict(dict(do_flip=False, max_rotate=0.), **kwargs)
-    tfms = aug_transforms(size=size, **kwargs) if aug else [Resize(size) if size else noop]
+    if aug: item,tfms = Resize(presize) if presize else None, aug_transforms(size=size, **kwargs)
+    else: item,tfms = Resize(size, method=ResizeMethod.Squish) if size else None, []  # fastai's `Resize` resizes items, not batches
     if off_image == 'clamp': tfms.append(ClampPoints())
     yblock = PointBlock if target == 'ctr' else RegressionBlock(n_out=3)
     db = DataBlock(blocks=(ImageBlock, yblock), get_items=noop, splitter=PersonSplitter(valid_person),
                    get_y=poses.getter(target) if target == 'ctr' else _ScaledAngles(poses.getter('angles')),
-                   item_tfms=Resize(presize) if presize else None,
+                   item_tfms=item,
                    batch_tfms=[*tfms, Normalize.from_stats(*imagenet_stats)])
     return _loaders(db, files, poses, target, bs, num_workers, seed)
 

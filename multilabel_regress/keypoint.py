@@ -68,12 +68,30 @@ def keypoint_learner(dls:DataLoaders,    # from `biwi_dls` (target 'ctr' or 'ang
     return learn
 
 # %% ../nbs/05_keypoint.ipynb #bf5ed511
+def _size(f): # an image file
+    "(width, height) of image file `f`, from its header."
+    with Image.open(f) as im: return im.size
+def _sizes(files): return tensor([_size(f) for f in files]).float()
+
 class PixelRMSE(Metric):
-    "Root mean squared distance between predicted and true points, in pixels of the original `w`x`h` frame."
-    def __init__(self, w:int=640, h:int=480): self.half = tensor([w/2, h/2])
-    def reset(self): self.tot,self.n = 0.,0
+    "Root mean squared distance between predicted and true points, in pixels of each item's original frame (its size read from its file)."
+    def reset(self): self.tot,self.n,self.seen,self.half = 0.,0,0,None
+    def _halves(self, dl, n):
+        "Half the (width, height) of the frames of the next `n` items of `dl`, [n, 2]; `None` if `dl` has no items (a bare batch)."
+        items = getattr(dl, 'items', None)
+        if items is None: return None                           # `show_results` validates a list holding one batch
+        if self.half is None: self.half = _sizes(items)/2       # once per pass, every frame's header
+        if (self.half == self.half[0]).all(): return self.half[0].expand(n, 2)  # one frame size: the order does not matter
+        from fastai.distributed import DistributedDL
+        if getattr(dl, 'shuffle', False) or isinstance(dl, DistributedDL):
+            raise ValueError("frames of several sizes: PixelRMSE needs the items in order (an unshuffled loader, in one process)")
+        self.seen += n
+        return self.half[self.seen-n:self.seen]
     def accumulate(self, learn):
-        d = ((learn.pred.view(-1,2) - learn.y.view(-1,2)).float().cpu()*self.half).pow(2).sum(-1)
+        p,y = (t.detach().float().cpu().view(len(learn.pred), -1, 2) for t in (learn.pred, learn.y))
+        half = self._halves(learn.dl, len(p))
+        if half is None: return
+        d = ((p - y)*half[:,None]).pow(2).sum(-1)
         self.tot += d.sum().item(); self.n += d.numel()
     @property
     def value(self): return math.sqrt(self.tot/self.n) if self.n else None
@@ -92,10 +110,6 @@ class AngleMAE(Metric):
     def name(self): return 'mae_deg'
 
 # %% ../nbs/05_keypoint.ipynb #a8152c53
-def _size(f):
-    with Image.open(f) as im: return im.size
-def _sizes(files): return tensor([_size(f) for f in files]).float()
-
 def predict_points(learn:Learner, # a key-point learner (target 'ctr')
                    files,         # image files
                    bs:int=64,     # batch size
@@ -154,6 +168,6 @@ def angle_errors(learn:Learner, # a learner trained with `pose_dls` (head crops)
     df = pd.DataFrame(e.double().numpy(), columns=['yaw','pitch','roll'])
     df['person'] = [Path(f).parent.name for f in files]
     res = df.groupby('person').mean()
-    res['mean'] = res[['yaw','pitch','roll']].mean(1)
+    res['mean'] = res[['yaw','pitch','roll']].mean(axis=1)
     res.insert(0, 'frames', df.groupby('person').size())
     return res.round(2)

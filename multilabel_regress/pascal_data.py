@@ -4,7 +4,8 @@
 
 # %% ../nbs/01_pascal_data.ipynb #9de360df
 from __future__ import annotations
-import io, math
+import io, math, random, itertools
+from contextlib import contextmanager, nullcontext
 from collections import namedtuple
 from pathlib import Path
 import numpy as np, pandas as pd
@@ -12,8 +13,8 @@ from PIL import Image
 from fastai.vision.all import *
 
 # %% auto #0
-__all__ = ['PascalRow', 'ColPath', 'BoolColSplitter', 'LazyImage', 'DraftResizedCrop', 'pascal_rows', 'pascal_vocab',
-           'pascal_block', 'pascal_dls']
+__all__ = ['PascalRow', 'ColPath', 'BoolColSplitter', 'LazyImage', 'DraftResizedCrop', 'forked_rng', 'SeededDL', 'pascal_rows',
+           'pascal_vocab', 'pascal_block', 'pascal_dls']
 
 # %% ../nbs/01_pascal_data.ipynb #a813bd39
 class ColPath(ColReader):
@@ -73,6 +74,64 @@ class DraftResizedCrop(RandomResizedCrop):
         if self.final_size != self.size: res = PILImage(res.crop_pad(self.size))  # validation: centre crop
         return res
 
+# %% ../nbs/01_pascal_data.ipynb #018e794c
+def _derive(seed, *key):
+    "A 32-bit seed for stream `key` (integers) of `seed`: the same key gives the same seed, different keys independent ones."
+    return int(np.random.SeedSequence(seed, spawn_key=key).generate_state(1)[0])
+
+@contextmanager
+def forked_rng(seed:int=None, # seed the global generators with this inside the block; `None`: leave them as they are
+               device=None,   # a torch device whose CUDA generator is forked (and seeded) too; the CPU's always is
+              ):
+    "Run a block with its own random state: Python's, numpy's and torch's global generators are as before when it ends."
+    devs = [torch.device(device)] if device is not None and torch.device(device).type == 'cuda' else []
+    py,npy = random.getstate(),np.random.get_state()
+    try:
+        with torch.random.fork_rng(devices=devs, device_type='cuda'):
+            if seed is not None:
+                random.seed(seed); np.random.seed(seed); torch.default_generator.manual_seed(seed)
+                for d in devs:
+                    with torch.cuda.device(d): torch.cuda.manual_seed(seed)
+            yield
+    finally: random.setstate(py); np.random.set_state(npy)
+
+# %% ../nbs/01_pascal_data.ipynb #8f1d655c
+_END = object()
+
+class SeededDL(TfmdDL):
+    "A `TfmdDL` whose shuffle and random transforms follow its own `seed`, leaving the global random state alone."
+    def __init__(self, dataset,   # what to load (a `Datasets` subset)
+                 seed:int=None,   # this loader's seed (0 or more); `None`: a plain `TfmdDL`, on the global generators
+                 **kwargs):       # passed to `TfmdDL`
+        self.seed,self.n_pass = seed,0
+        with self._fork(0): super().__init__(dataset, **kwargs)
+        if seed is not None: self.rng = random.Random(seed)
+
+    def _fork(self, *key, device=None):
+        "A fork of the global random state seeded from (`seed`, `n_pass`, *`key`); nothing at all without a seed."
+        return nullcontext() if self.seed is None else forked_rng(_derive(self.seed, self.n_pass, *key), device)
+
+    def new(self, dataset=None, cls=None, **kwargs): return super().new(dataset, cls, **merge(dict(seed=self.seed), kwargs))
+    def _one_pass(self):
+        with self._fork(0): super()._one_pass()
+
+    def create_batches(self, samps):
+        "Make each batch's items in a fork seeded by the batch's number in the pass (a worker makes every `num_workers`-th)."
+        batches = super().create_batches(samps)
+        for j in itertools.count():
+            with self._fork(1, j*self.num_workers + self.offs): b = next(batches, _END)
+            if b is _END: return
+            yield b
+
+    def __iter__(self):
+        "A pass: each batch's batch transforms run in a fork seeded by its number."
+        if self.seed is None: yield from super().__iter__(); return
+        self.n_pass += 1; it = super().__iter__()
+        for i in itertools.count():
+            with self._fork(2, i, device=self.device): b = next(it, _END)
+            if b is _END: return
+            yield b
+
 # %% ../nbs/01_pascal_data.ipynb #72ba4335
 PascalRow = namedtuple('PascalRow', 'fname labels is_valid')
 
@@ -110,7 +169,7 @@ def pascal_dls(path:Path,          # a folder in the pascal_2007 layout
                size:int=128,       # the side of the square crops
                bs:int=64,          # batch size
                csv:str='train.csv', # the CSV with fname,labels,is_valid
-               seed:int=None,      # seed for the shuffling
+               seed:int=None,      # this loader's own seed for the shuffle and the augmentations (see `SeededDL`); `None`: the global generators
                num_workers:int=0,  # worker processes (0: decode in the main process)
                **kwargs,           # passed to `pascal_block`
               )->DataLoaders:
@@ -122,4 +181,4 @@ def pascal_dls(path:Path,          # a folder in the pascal_2007 layout
     if miss: raise ValueError(f"{path/csv} has no column {', '.join(miss)}: the header must be fname,labels,is_valid")
     vocab = kwargs.pop('vocab', None) or pascal_vocab(df)
     dblock = pascal_block(path, size=size, vocab=vocab, **kwargs)
-    return dblock.dataloaders(df, bs=bs, seed=seed, num_workers=num_workers)
+    return dblock.dataloaders(df, bs=bs, num_workers=num_workers, dl_type=SeededDL, seed=seed)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every test: set up (or reuse) .venv, check that notebooks and library agree and that the
-# notebooks are clean, then run the notebooks (nbdev_test) and the test suite (pytest).
+# notebooks are clean, then run the notebooks as a reader's Run All does (every cell, nbdev's
+# flags being comments there) with the network blocked, and the test suite (pytest).
 source "$(dirname "$0")/setup.sh"
 snap() { { find nbs multilabel_regress -name '*.ipynb' -o -name '*.py'; echo README.md; } | sort | xargs sha256sum; }
 before=$(snap)
@@ -14,5 +15,6 @@ if [ "$before" != "$after" ]; then
   exit 1
 fi
 echo "notebooks and library in sync, notebooks clean"
-nbdev_test --n_workers ${NBDEV_WORKERS:-2} "$@"
-pytest
+python scripts/versions.py "pinned leg"
+python tools/run_nbs.py --run-all --offline --check --workers ${NBDEV_WORKERS:-2} nbs/*.ipynb
+pytest "$@"

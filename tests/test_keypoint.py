@@ -1,5 +1,5 @@
 "Tests of the key-point half: pose and calibration files, head angles, the BIWI DataLoaders, prediction in pixels."
-import pickle, shutil
+import pickle, shutil, warnings, math
 from pathlib import Path
 import numpy as np, pytest, torch
 from torch.testing import assert_close
@@ -7,6 +7,12 @@ from multilabel_regress.datasets import DatasetError, RGB_CAL, pose_text, rotati
 from multilabel_regress.biwi_data import *
 from multilabel_regress.keypoint import *
 from fastai.vision.all import L, PILImage
+from PIL import Image
+from scipy.spatial.transform import Rotation
+
+# our code must not trigger deprecations (pandas 3 warns about positional arguments, for one)
+pytestmark = [pytest.mark.filterwarnings('error::DeprecationWarning:multilabel_regress'),
+              pytest.mark.filterwarnings('error::FutureWarning:multilabel_regress')]
 
 R22 = np.array([[0.999485,-0.00797222,-0.031067],[-0.00416483,0.928156,-0.372168],[0.031802,0.372106,0.927645]])
 CTR22 = [62.3638, 96.2159, 979.839]
@@ -55,6 +61,45 @@ def test_pose_angles_random():
     rng = np.random.default_rng(42)
     for a in rng.uniform([-179,-89.9,-179], [179,89.9,179], (500,3)):
         np.testing.assert_allclose(pose_angles(rotation_from_angles(*a)), a, atol=1e-6)
+
+# --- angles against scipy: `Rotation.as_euler('YXZ')` is the same convention, and also puts roll 0 at gimbal lock ---
+
+def _scipy_angles(R):
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', UserWarning)  # scipy warns at gimbal lock, and sets the third angle (roll) to 0
+        return Rotation.from_matrix(R).as_euler('YXZ', degrees=True)
+
+def _wrap(d): return (np.asarray(d, float) + 180) % 360 - 180  # angle differences around the circle, in [-180, 180)
+
+def test_scipy_has_our_convention():
+    for a in [(30,-20,10), (-120,70,160), (10,-90,25)]:
+        np.testing.assert_allclose(Rotation.from_euler('YXZ', a, degrees=True).as_matrix(), rotation_from_angles(*a), atol=1e-12)
+
+def test_pose_angles_whole_range_against_scipy():
+    rng = np.random.default_rng(0)
+    for a in rng.uniform([-180,-90,-180], [180,90,180], (5000,3)):
+        R = rotation_from_angles(*a); ours = pose_angles(R)
+        assert np.abs(_wrap(np.subtract(ours, _scipy_angles(R)))).max() < 1e-8
+        assert np.abs(_wrap(np.subtract(ours, a))).max() < 1e-8   # away from gimbal lock the angles are unique: the ones we built with
+        np.testing.assert_allclose(rotation_from_angles(*ours), R, atol=1e-12)
+
+@pytest.mark.parametrize('pitch', [90., -90., 90-1e-6, -90+1e-6, 90-1e-9, -90+1e-9, 90-1e-3, -90+1e-3])
+def test_pose_angles_at_and_near_gimbal_lock(pitch):
+    rng = np.random.default_rng(abs(int(pitch*1e9)) % 2**32)
+    for y,r in rng.uniform(-180, 180, (300,2)):
+        R = rotation_from_angles(y, pitch, r); ours = pose_angles(R)
+        assert np.abs(_wrap(np.subtract(ours, _scipy_angles(R)))).max() < 1e-7
+        locked = abs(math.cos(math.radians(pitch))) < 1e-7
+        if locked:  # roll 0, the whole turn in yaw: yaw - roll at +90, yaw + roll at -90
+            assert ours[2] == 0. and abs(_wrap(ours[0] - (y - r if pitch > 0 else y + r))) < 1e-5
+        # the round trip gives the rotation back; near the lock within 2|cos(pitch)|, the size of the roll that is dropped
+        np.testing.assert_allclose(rotation_from_angles(*ours), R, atol=1e-12 if abs(pitch) == 90 or not locked else 2e-7)
+
+def test_pose_angles_minus_90():
+    "The issue's example: yaw 10, pitch -90, roll 0 came back as (-10, -90, 0)."
+    np.testing.assert_allclose(pose_angles(rotation_from_angles(10, -90, 0)), (10, -90, 0), atol=1e-9)
+    np.testing.assert_allclose(pose_angles(rotation_from_angles(10, -90, 25)), (35, -90, 0), atol=1e-9)
+    np.testing.assert_allclose(pose_angles(rotation_from_angles(10, 90, 25)), (-15, 90, 0), atol=1e-9)
 
 def test_pose_angles_meaning_and_files(folder22):
     # yaw 90 turns the face, (0,0,-1), to the image's left (-x); positive pitch turns it down (+y)
@@ -111,6 +156,16 @@ def test_biwi_dls_holds_out_13(biwi):
     assert ay.shape == (3,3)
     assert_close(ay[0].as_subclass(torch.Tensor)*ANGLE_SCALE, torch.tensor(pose_angles(adls.valid.items[0]), dtype=torch.float32), atol=1e-3, rtol=0)
 
+@pytest.mark.parametrize('size', [(48,48), (36,64), (48,64)])
+def test_biwi_dls_without_aug(biwi, size):
+    "aug=False: frames squished to `size` on loading, training and validation alike; the points still the head centres."
+    dls = biwi_dls(biwi, size=size, bs=8, aug=False, num_workers=0)
+    for dl in (dls.valid, dls.train.new(shuffle=False)):
+        xb,yb = dl.one_batch()
+        assert xb.shape[1:] == (3, *size)
+        exp = torch.stack([get_ctr(f)*2/torch.tensor(Image.open(f).size, dtype=torch.float32) - 1 for f in dl.items[:len(xb)]])
+        assert_close(yb[:,0].as_subclass(torch.Tensor), exp, atol=1e-5, rtol=0)
+
 def test_pose_files_read_once(biwi, monkeypatch):
     import multilabel_regress.biwi_data as bd
     calls = []
@@ -147,6 +202,37 @@ def test_predict_points_in_pixels(biwi):
     assert list(df.index) == ['13'] and df.loc['13','frames'] == 3
     d = (torch.tensor([480.,120.]) - torch.stack([get_ctr(f) for f in dls.valid.items])).norm(dim=1)
     assert abs(df.loc['13','rmse_px'] - d.pow(2).mean().sqrt().item()) < 0.006  # the table is rounded to 0.01 px
+
+@pytest.fixture
+def biwi_320(biwi, tmp_path):
+    "A copy of the sample whose person 13 was filmed at 320x240: frames resized, the calibration scaled with them."
+    d = tmp_path/'biwi'; shutil.copytree(biwi, d)
+    for f in (d/'13').glob('*_rgb.jpg'): Image.open(f).resize((320,240)).save(f, quality=95)
+    cal = (d/'13'/'rgb.cal').read_text()
+    for a,b in [('517.679 0 320', '258.8395 0 160'), ('0 517.679 240.5', '0 258.8395 120.25'), ('640 480', '320 240')]:
+        assert a in cal; cal = cal.replace(a, b)
+    (d/'13'/'rgb.cal').write_text(cal)
+    return d
+
+@pytest.mark.parametrize('valid_person', ['13', ['13', '07']])
+def test_pixel_rmse_in_each_frames_pixels(biwi_320, valid_person):
+    "PixelRMSE measures each frame in its own pixels: 320x240 frames alone, or mixed with 640x480 ones."
+    dls = biwi_dls(biwi_320, size=(48,64), bs=4, aug=False, valid_person=valid_person, num_workers=0)
+    learn = keypoint_learner(dls, arch='xresnet_small', pretrained=False)
+    learn.model = ConstantModel((0.5,-0.5))
+    files = dls.valid.items
+    sizes = torch.tensor([Image.open(f).size for f in files], dtype=torch.float32)
+    assert {tuple(s) for s in sizes.tolist()} == ({(320.,240.)} if valid_person == '13' else {(320.,240.), (640.,480.)})
+    pred = torch.tensor([0.75, 0.25])*sizes                      # (0.5, -0.5) in [-1, 1] units, in each frame's pixels
+    true = torch.stack([get_ctr(f) for f in files])              # from the pose file and the folder's calibration
+    hand = (pred - true).pow(2).sum(1).mean().sqrt().item()
+    _,rmse = learn.validate()
+    assert abs(rmse - hand) < 1e-3
+    df = pixel_errors(learn)                                     # the per-person table agrees (it is rounded to 0.01 px)
+    assert abs(math.sqrt((df['rmse_px']**2*df['frames']).sum()/df['frames'].sum()) - hand) < 0.01
+    learn.get_preds(dl=[dls.valid.one_batch()])  # a bare batch, as `show_results` passes: no items, no pixels, no error
+    if valid_person != '13':  # several sizes: the items must come in order
+        with pytest.raises(ValueError, match='in order'): learn.validate(dl=dls.valid.new(shuffle=True))
 
 def test_predict_angles_in_degrees(biwi):
     dls = biwi_dls(biwi, size=(48,64), bs=8, target='angles', num_workers=0)

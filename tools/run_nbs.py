@@ -1,41 +1,89 @@
-"""Run notebooks top to bottom and save their outputs in place, skipping the cells that nbdev_test skips.
+"""Run notebooks top to bottom, as nbdev_test does or as Jupyter's "Run All" does.
 
     python tools/run_nbs.py nbs/01_pascal_data.ipynb [more.ipynb ...] [--flags slow]
+    python tools/run_nbs.py --run-all --offline --check nbs/*.ipynb
 
-This is how the committed outputs are made: one real run per notebook, with nbs/ as the working
-directory, `#| eval: false` cells and flagged cells (settings.ini `tst_flags`) left unrun.
+By default this is how the committed outputs are made: one real run per notebook, with nbs/ as
+the working directory, `#| eval: false` cells and flagged cells (settings.ini `tst_flags`) left
+unrun, and the outputs saved in place.
+
+`--run-all` runs every code cell, as a reader's Run All in plain Jupyter does (there nbdev's
+directives are only comments), so downloads and long runs must be guarded in Python. `--offline`
+blocks the network for the notebooks and every process they start (loopback still works) and
+fails a notebook that tried to reach it, even if the notebook caught the error. `--check` runs
+without saving. `--long` sets `MLR_LONG_RUN=1`, which the notebooks' `LONG_RUN` setting reads:
+the committed outputs come from `--run-all --long`, a reader's Run All skips the long cells.
+Notebooks run in separate processes, `--workers` at a time.
 """
-import sys, time, argparse
+import os, sys, time, argparse, tempfile, subprocess
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from fastcore.xtras import working_directory
-from execnb.nbio import read_nb, write_nb
-from execnb.shell import CaptureShell
-from nbdev.config import get_config
+
+HERE = Path(__file__).parent.absolute()
 
 def directives(src):
     return {l[3:].strip().split(':')[0].split()[0]: l[3:].strip() for l in src.splitlines()
             if l.startswith('#|') and l[3:].strip()}
 
+def run_one(fn, flags='', run_all=False, save=True):
+    "Run the notebook `fn` in this process; save its outputs unless `save` is False."
+    from fastcore.xtras import working_directory
+    from execnb.nbio import read_nb, write_nb
+    from execnb.shell import CaptureShell
+    from nbdev.config import get_config
+    skip = set(get_config().tst_flags.split()) - set(flags.split())
+    nb = read_nb(fn)
+    def no_run(c):
+        if c.cell_type != 'code': return True
+        if 'nbdev_export(' in c.source: return True  # the export cell writes the library: never from a test
+        if run_all: return False
+        d = directives(c.source)
+        if d.get('eval', '').replace(' ', '').lower() == 'eval:false': return True
+        return bool(skip & set(d))
+    for c in nb.cells:
+        if c.cell_type == 'code': c.outputs, c.execution_count = [], None
+    sh = CaptureShell(fn.absolute(), mpl_format='png')
+    with working_directory(fn.parent.absolute()):
+        sh.run_all(nb, exc_stop=True, preproc=no_run)
+    if save: write_nb(nb, fn)
+
+def run_child(fn, a):
+    "Run one notebook in a child process; return (ok, seconds, message)."
+    env = dict(os.environ, MLR_LONG_RUN='1' if a.long else '0')
+    log = None
+    if a.offline:
+        log = Path(tempfile.mkstemp(prefix='mlr-net-', suffix='.log')[1])
+        env['PYTHONPATH'] = os.pathsep.join([str(HERE/'offline')] + [p for p in env.get('PYTHONPATH', '').split(os.pathsep) if p])
+        env['MLR_NET_LOG'] = str(log)
+    cmd = [sys.executable, __file__, '--_one', str(fn), '--flags', a.flags] + ['--run-all']*a.run_all + ['--check']*a.check
+    t = time.time()
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    secs, msg, ok = time.time()-t, '', r.returncode == 0
+    if not ok: msg = (r.stdout + r.stderr).strip()[-3000:]
+    if log:
+        tries = log.read_text().strip(); log.unlink()
+        if tries: ok, msg = False, f"tried to reach the network:\n{tries[:3000]}\n{msg}"
+    return ok, secs, msg
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument('nbs', nargs='+'); p.add_argument('--flags', default='', help='flags to run anyway, e.g. "slow"')
+    p.add_argument('nbs', nargs='+')
+    p.add_argument('--flags', default='', help='flags to run anyway, e.g. "slow"')
+    p.add_argument('--run-all', action='store_true', help="run every code cell, as Jupyter's Run All does")
+    p.add_argument('--offline', action='store_true', help='block the network; fail a notebook that tries to use it')
+    p.add_argument('--check', action='store_true', help='run without saving the outputs')
+    p.add_argument('--long', action='store_true', help='run the long cells too (MLR_LONG_RUN=1)')
+    p.add_argument('--workers', type=int, default=1, help='notebooks run at once')
+    p.add_argument('--_one', action='store_true', help=argparse.SUPPRESS)
     a = p.parse_args()
-    skip = set(get_config().tst_flags.split()) - set(a.flags.split())
-    for fn in map(Path, a.nbs):
-        nb = read_nb(fn)
-        def no_run(c):
-            if c.cell_type != 'code': return True
-            d = directives(c.source)
-            if 'nbdev_export(' in c.source: return True
-            if d.get('eval', '').replace(' ', '').lower() == 'eval:false': return True
-            return bool(skip & set(d))
-        t = time.time()
-        for c in nb.cells:
-            if c.cell_type == 'code': c.outputs, c.execution_count = [], None
-        sh = CaptureShell(fn.absolute(), mpl_format='png')
-        with working_directory(fn.parent.absolute()):
-            sh.run_all(nb, exc_stop=True, preproc=no_run)
-        write_nb(nb, fn)
-        print(f'{fn}: {time.time()-t:.0f} s')
+    if a._one: return run_one(Path(a.nbs[0]), a.flags, a.run_all, save=not a.check)
+    fns = [Path(f) for f in a.nbs]
+    with ThreadPoolExecutor(a.workers) as ex:
+        res = list(ex.map(lambda f: run_child(f, a), fns))
+    bad = 0
+    for f,(ok,secs,msg) in zip(fns, res):
+        print(f"{f}: {'ok' if ok else 'FAILED'} in {secs:.0f} s" + (f"\n{msg}\n" if msg else ''), flush=True)
+        bad += not ok
+    if bad: sys.exit(f"{bad} of {len(fns)} notebooks failed")
 
 if __name__ == '__main__': main()
