@@ -13,8 +13,8 @@ from PIL import Image
 from fastai.vision.all import *
 
 # %% auto #0
-__all__ = ['PascalRow', 'ColPath', 'BoolColSplitter', 'LazyImage', 'DraftResizedCrop', 'forked_rng', 'SeededDL', 'pascal_rows',
-           'pascal_vocab', 'pascal_block', 'pascal_dls']
+__all__ = ['PascalRow', 'ColPath', 'BoolColSplitter', 'decode_rgb', 'LazyImage', 'DraftResizedCrop', 'forked_rng', 'SeededDL',
+           'pascal_rows', 'pascal_vocab', 'pascal_block', 'pascal_dls']
 
 # %% ../nbs/01_pascal_data.ipynb #a813bd39
 class ColPath(ColReader):
@@ -31,6 +31,12 @@ class BoolColSplitter:
         valid = col.astype(str).str.lower().eq('true').values
         return list(np.where(~valid)[0]), list(np.where(valid)[0])
     def __repr__(self): return f"{self.__class__.__name__}({self.col!r})"
+
+# %% ../nbs/01_pascal_data.ipynb #55958edc
+def decode_rgb(im:Image.Image, # a PIL image of any mode, opened (decoded or not)
+              )->Image.Image:  # 8-bit RGB
+    "The one rule, for training and prediction, that turns an image of any mode into 8-bit RGB: PIL's `convert('RGB')`, as fastai's `PILImage.create` does."
+    return im.convert('RGB')
 
 # %% ../nbs/01_pascal_data.ipynb #eb07c72e
 class LazyImage:
@@ -51,11 +57,11 @@ class LazyImage:
 
     def open(self, need=None): # (width, height) the decoded image must at least have
         "Decode, at the smallest JPEG draft scale that is still at least `need`, as an RGB `PILImage`."
-        if isinstance(self.src, Image.Image): return PILImage(self.src.convert('RGB'))
+        if isinstance(self.src, Image.Image): return PILImage(decode_rgb(self.src))
         im,self._im = self._im,None          # the bytes `create` read, decoded once; a second call reads the file again
         with (im if im is not None else Image.open(self.src)) as im:
             if need is not None: im.draft('RGB', tuple(int(v) for v in need))
-            return PILImage(im.convert('RGB'))
+            return PILImage(decode_rgb(im))
 
     def __getstate__(self): return {k:v for k,v in self.__dict__.items() if k != '_im'}  # pickles as its file name
     def __repr__(self):
