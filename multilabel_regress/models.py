@@ -10,8 +10,7 @@ from .datasets import UserError, DatasetError, ModelFolderError, atomic_dir, che
 # %% auto #0
 __all__ = ['ARCHS', 'MODEL_FORMAT', 'xresnet_small', 'get_arch', 'arch_name', 'SoftArgmax', 'cut_at_stride', 'softargmax_model',
            'image_errors', 'open_rgb', 'is_model_folder', 'check_model_dest', 'save_model', 'build_model',
-           'read_model_meta', 'load_model', 'preprocess_meta', 'preprocess', 'model_outputs', 'ToDeviceAsync',
-           'pinned_async_copies', 'ChannelsLastInput', 'cuda_speedups']
+           'read_model_meta', 'load_model', 'preprocess_meta', 'preprocess', 'model_outputs']
 
 # %% ../nbs/06_models.ipynb #d1c94811
 def xresnet_small(pretrained:bool=False, # must be False: there are no pretrained weights for it
@@ -253,44 +252,5 @@ def model_outputs(model:nn.Module, meta:dict, files:list, bs:int=32,
             outs.append(model(xb).float().cpu())
     return torch.cat(outs)
 
-# %% ../nbs/06_models.ipynb #d524feb0
-class ToDeviceAsync(Transform):
-    "Copy a batch to `device` without making the host wait (from pinned memory): the first batch transform."
-    order = -100  # before every other batch transform, which then run on the device
-    def __init__(self, device): self.device = torch.device(device)
-    def to(self, device): # `DataLoader.device = d` calls this; `None` (the loader copies nothing) keeps our device
-        if device is not None: self.device = torch.device(device)
-    def encodes(self, x:Tensor): return x.to(self.device, non_blocking=True)
-
-def pinned_async_copies(dl:DataLoader, # a `TfmdDL` whose `device` is where its batches go
-                       )->DataLoader:  # `dl`, changed in place
-    "Make `dl` pin its batches and copy them to its device without blocking (fastai's own copy blocks)."
-    if dl.device is None: return dl  # no copy to make, or done already
-    if not any(isinstance(t, ToDeviceAsync) for t in dl.after_batch.fs): dl.after_batch.add(ToDeviceAsync(dl.device))
-    dl.pin_memory = dl.fake_l.pin_memory = True  # `fake_l` is the PyTorch loader underneath: it does the pinning
-    dl.device = None  # fastai's blocking copy in `__iter__` now has nothing to do
-    return dl
-
-# %% ../nbs/06_models.ipynb #bc6b04f0
-class ChannelsLastInput(ChannelsLast):
-    "fastai's `ChannelsLast` (the model in channels_last memory format), and each batch of images too."
-    def before_batch(self):
-        self.learn.xb = tuple(x.contiguous(memory_format=torch.channels_last) if x.ndim == 4 else x for x in self.xb)
-
-def cuda_speedups(learn:Learner,           # its `dls` decide: on a CUDA device, the settings below; elsewhere nothing
-                  bf16:bool=True,          # bfloat16 autocast (`learn.to_bf16()`), on GPUs with native bf16
-                  channels_last:bool=True, # the model and the input batches in channels_last memory format
-                  pin_memory:bool=True,    # pinned batches, non-blocking copies (`pinned_async_copies`)
-                 )->Learner:               # `learn`, changed in place
-    "Pinned memory and non-blocking copies, bf16 autocast and channels_last, where `learn`'s data is on a CUDA GPU."
-    dev = getattr(learn.dls, 'device', None)
-    if dev is None or torch.device(dev).type != 'cuda': return learn  # a CPU: nothing changes
-    dev = torch.device(dev)
-    if pin_memory:
-        learn.dls.device = dev  # the `DataLoaders` keep the device (the learner puts the model there), the loaders copy themselves
-        for dl in learn.dls.loaders: pinned_async_copies(dl)
-    if bf16 and not hasattr(learn, 'mixed_precision') and torch.cuda.get_device_capability(dev) >= (8,0): learn.to_bf16()
-    if channels_last and not any(isinstance(cb, ChannelsLast) for cb in learn.cbs):
-        learn.model.to(memory_format=torch.channels_last)  # now, for `get_preds` before any `fit`; `ChannelsLast` does it at each fit
-        learn.add_cb(ChannelsLastInput())
-    return learn
+# %% ../nbs/06_models.ipynb #1f9637d6
+from .cuda import ToDeviceAsync, pinned_async_copies, ChannelsLastInput, cuda_speedups
