@@ -77,7 +77,7 @@ import json, hashlib, datetime
 from contextlib import contextmanager
 from pathlib import Path
 from PIL import Image, UnidentifiedImageError
-from .pascal_data import decode_rgb, LazyImage, DraftResizedCrop
+from .fast_images import decode_rgb, LazyImage, DraftResizedCrop
 
 @contextmanager
 def image_errors(f:Path): # the image file being read inside the block
