@@ -10,7 +10,8 @@ from .datasets import UserError, DatasetError, ModelFolderError, atomic_dir, che
 # %% auto #0
 __all__ = ['ARCHS', 'MODEL_FORMAT', 'xresnet_small', 'get_arch', 'arch_name', 'SoftArgmax', 'cut_at_stride', 'softargmax_model',
            'image_errors', 'open_rgb', 'is_model_folder', 'check_model_dest', 'save_model', 'build_model',
-           'read_model_meta', 'load_model', 'preprocess_meta', 'preprocess', 'model_outputs']
+           'read_model_meta', 'load_model', 'preprocess_meta', 'preprocess', 'model_outputs', 'ToDeviceAsync',
+           'pinned_async_copies', 'ChannelsLastInput', 'cuda_speedups']
 
 # %% ../nbs/06_models.ipynb #d1c94811
 def xresnet_small(pretrained:bool=False, # must be False: there are no pretrained weights for it
@@ -254,3 +255,4 @@ def model_outputs(model:nn.Module, meta:dict, files:list, bs:int=32,
 
 # %% ../nbs/06_models.ipynb #1f9637d6
 from .cuda import ToDeviceAsync, pinned_async_copies, ChannelsLastInput, cuda_speedups
+_all_ = ['ToDeviceAsync', 'pinned_async_copies', 'ChannelsLastInput', 'cuda_speedups']  # in `from multilabel_regress.models import *`, as before

@@ -13,11 +13,13 @@ from PIL import Image
 from fastai.vision.all import *
 
 # %% auto #0
-__all__ = ['pascal_vocab', 'pascal_block', 'pascal_dls']
+__all__ = ['pascal_vocab', 'pascal_block', 'pascal_dls', 'ColPath', 'BoolColSplitter', 'decode_rgb', 'LazyImage',
+           'DraftResizedCrop', 'forked_rng', 'SeededDL', 'PascalRow', 'pascal_rows']
 
 # %% ../nbs/01_pascal_data.ipynb #23aed445
 from .fast_images import (ColPath, BoolColSplitter, decode_rgb, LazyImage, DraftResizedCrop, forked_rng,
                                              SeededDL, PascalRow, pascal_rows)
+_all_ = ['ColPath', 'BoolColSplitter', 'decode_rgb', 'LazyImage', 'DraftResizedCrop', 'forked_rng', 'SeededDL', 'PascalRow', 'pascal_rows']
 
 # %% ../nbs/01_pascal_data.ipynb #db9cd73c
 def pascal_vocab(df:pd.DataFrame, # rows with a space-separated `labels` column
