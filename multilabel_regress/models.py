@@ -9,9 +9,9 @@ from .datasets import UserError, DatasetError, ModelFolderError, atomic_dir, che
 
 # %% auto #0
 __all__ = ['ARCHS', 'MODEL_FORMAT', 'xresnet_small', 'get_arch', 'arch_name', 'SoftArgmax', 'cut_at_stride', 'softargmax_model',
-           'open_rgb', 'is_model_folder', 'check_model_dest', 'save_model', 'build_model', 'read_model_meta',
-           'load_model', 'preprocess', 'model_outputs', 'ToDeviceAsync', 'pinned_async_copies', 'ChannelsLastInput',
-           'cuda_speedups']
+           'image_errors', 'open_rgb', 'is_model_folder', 'check_model_dest', 'save_model', 'build_model',
+           'read_model_meta', 'load_model', 'preprocess_meta', 'preprocess', 'model_outputs', 'ToDeviceAsync',
+           'pinned_async_copies', 'ChannelsLastInput', 'cuda_speedups']
 
 # %% ../nbs/06_models.ipynb #d1c94811
 def xresnet_small(pretrained:bool=False, # must be False: there are no pretrained weights for it
@@ -75,27 +75,28 @@ def softargmax_model(arch,                 # an architecture function (see `get_
 
 # %% ../nbs/06_models.ipynb #22637bd1
 import json, hashlib, datetime
+from contextlib import contextmanager
 from pathlib import Path
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
+from .fast_images import decode_rgb, LazyImage, DraftResizedCrop
 
-def open_rgb(f:Path, # an image file
-            )->Image.Image: # 8-bit RGB
-    "Open `f` as 8-bit RGB (from grayscale, RGBA, CMYK, palette or 16-bit images), or raise an error naming it."
-    f = Path(f)
-    try:
-        im = Image.open(f); im.load()
+@contextmanager
+def image_errors(f:Path): # the image file being read inside the block
+    "Turn the errors of reading or decoding `f` inside the block into a `DatasetError` that names the file."
+    try: yield
+    except UserError: raise
     except FileNotFoundError: raise DatasetError(f"{f} is missing: check the path") from None
     except Image.DecompressionBombError as e: raise DatasetError(f"{f} is too large to decode safely ({e}): shrink the image, or remove it from the list") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise DatasetError(f"{f} is not a readable image ({e}): replace the file, or remove it from the list") from None
-    if im.mode in ('I;16','I;16B','I;16L','I'):  # 16/32-bit grey: scale to 8 bits by its range
-        a = np.asarray(im, dtype=np.float64); hi = 65535. if im.mode.startswith('I;16') or a.max() > 255 else 255.
-        im = Image.fromarray(np.clip(a/hi*255, 0, 255).astype(np.uint8))
-    elif im.mode == 'F': im = Image.fromarray(np.clip(np.asarray(im), 0, 255).astype(np.uint8))
-    if im.mode in ('RGBA','LA') or (im.mode == 'P' and 'transparency' in im.info):
-        im = im.convert('RGBA'); bg = Image.new('RGBA', im.size, (255,255,255,255))
-        im = Image.alpha_composite(bg, im)  # transparent pixels become white, not black
-    return im.convert('RGB')
+
+def open_rgb(f:Path, # an image file
+            )->Image.Image: # 8-bit RGB
+    "Open `f` as 8-bit RGB by training's rule (`decode_rgb`), or raise an error naming it."
+    f = Path(f)
+    with image_errors(f):
+        im = Image.open(f); im.load()
+        return decode_rgb(im)
 
 # %% ../nbs/06_models.ipynb #1621f959
 MODEL_FORMAT = 'multilabel_regress.model/1'
@@ -183,24 +184,59 @@ def load_model(path:Path, # a folder written by `save_model`
     return model.eval(), meta
 
 # %% ../nbs/06_models.ipynb #cd2873b8
-def preprocess(im:Image.Image, meta:dict,
+def _hw(sz): return [int(sz[0]), int(sz[-1])] if isinstance(sz, (list, tuple)) else [int(sz)]*2
+
+def preprocess_meta(dls:DataLoaders, # from `pascal_dls`, `biwi_dls` or `pose_dls`
+                   )->dict:          # the model.json keys `preprocess` reads: size, preprocess, mean, std, ...
+    "How `dls` prepared its validation images, as the model.json keys that make `preprocess` do the same."
+    from multilabel_regress.biwi_data import RandomHeadCrop
+    dl = dls.valid
+    norm = [t for t in dl.after_batch.fs if isinstance(t, Normalize)]
+    if len(norm) != 1: raise UserError("the loaders must normalise their batches once (`Normalize`) for a model folder")
+    meta = dict(mean=[float(v) for v in norm[0].mean.flatten()], std=[float(v) for v in norm[0].std.flatten()])
+    aff = [t for t in dl.after_batch.fs if isinstance(t, AffineCoordTfm)]
+    t = [t for t in dl.after_item.fs if isinstance(t, (RandomResizedCrop, Resize, RandomHeadCrop))]
+    if len(t) > 1 or not (t or aff): raise UserError("the loaders must size their items with one RandomResizedCrop, Resize or RandomHeadCrop, or their batches with `aug_transforms(size=...)`")
+    t = t[0] if t else None
+    if isinstance(t, RandomResizedCrop):
+        return dict(meta, preprocess='squish_crop', size=[t.size[1], t.size[0]], val_xtra=float(t.val_xtra), draft=isinstance(t, DraftResizedCrop))
+    if isinstance(t, RandomHeadCrop): return dict(meta, preprocess='head_crop', size=[t.size]*2, crop_px=float(t.px))
+    pre,a = ([t.size[1], t.size[0]] if t else None),(aff[0] if aff else None)  # no item `Resize`: full-size frames, resampled in batches
+    rs = dict(mode=a.mode, pad_mode=str(a.pad_mode), align_corners=a.align_corners) if a else False
+    return dict(meta, preprocess='resize', presize=pre, size=_hw(a.size) if a and a.size is not None else pre,
+                resize_method=str(t.method if t else 'crop'), pad_mode=str(t.pad_mode if t else 'reflection'), resample=rs)
+
+_AUG_RESAMPLE = dict(mode='bilinear', pad_mode='reflection', align_corners=True)  # what `aug_transforms` resamples with
+
+def _steps(meta):
+    "The item (how it opens) and the validation transforms of the model `meta` describes."
+    from multilabel_regress.biwi_data import HeadCrop, RandomHeadCrop
+    size,p = _hw(meta['size']),meta['preprocess']
+    if p == 'squish_crop':
+        draft = meta.get('draft', True)
+        return (LazyImage if draft else PILImage), (DraftResizedCrop if draft else RandomResizedCrop)(size, val_xtra=meta.get('val_xtra', 0.14)), None
+    if p == 'resize':
+        pre = meta.get('presize', size)  # `None`: the frames were not resized as items
+        rs = Resize(_hw(pre), method=meta.get('resize_method', 'crop'), pad_mode=meta.get('pad_mode', 'reflection')) if pre else noop
+        rsp = meta.get('resample', _AUG_RESAMPLE)  # folders without the key: `biwi_dls` with `aug_transforms`, as `mlr train` used
+        return PILImage, rs, (AffineCoordTfm(size=tuple(size), **rsp) if rsp else None)
+    if p == 'head_crop': return HeadCrop, RandomHeadCrop(size[0], meta['crop_px']), None
+    raise ModelFolderError(f"unknown preprocess {p!r} in model.json: re-save the model")
+
+def preprocess(im, # an image file, or a PIL image
+               meta:dict, # the model folder's metadata (`read_model_meta`)
                ctr=None, # 'head_crop' models: the head centre (x, y) in pixels of `im`
-              )->Tensor:
-    "The image `im` as a normalised `[3,h,w]` tensor, the way the model's validation data was."
-    h,w = meta['size'] if len(meta['size'])==2 else (meta['size'][0],)*2
-    if meta['preprocess'] == 'squish_crop':
-        x = math.ceil(max(h,w)*meta.get('val_xtra', 0.14)/8)*8
-        im = im.resize((w+x, h+x), Image.BILINEAR)
-        l,t = x//2, x//2
-        im = im.crop((l, t, l+w, t+h))
-    elif meta['preprocess'] == 'resize': im = im.resize((w,h), Image.BILINEAR)
-    elif meta['preprocess'] == 'head_crop':
-        if ctr is None: raise UserError("a head-pose model sees a crop around the head: pass its centre (x, y), e.g. from a centre model (mlr predict --centre-model)")
-        from multilabel_regress.biwi_data import head_crop
-        im = head_crop(im, ctr, meta['crop_px'], w)
-    else: raise ModelFolderError(f"unknown preprocess {meta['preprocess']!r} in model.json")
-    t = torch.from_numpy(np.asarray(im, dtype=np.float32)/255.).permute(2,0,1)
-    return (t - tensor(meta['mean'])[:,None,None]) / tensor(meta['std'])[:,None,None]
+              )->Tensor: # normalised, [3,h,w]
+    "The image `im` as a normalised `[3,h,w]` tensor, by the validation transforms of the model's training data."
+    cls,tfm,resample = _steps(meta)
+    extra = [] if meta['preprocess'] != 'head_crop' else [ctr]
+    if extra == [None]: raise UserError("a head-pose model sees a crop around the head: pass its centre (x, y), e.g. from a centre model (mlr predict --centre-model)")
+    with image_errors(im):  # decoded as in training: `decode_rgb`, and JPEG draft scale where the training items were lazy
+        if not isinstance(im, Image.Image): x = cls.create(im, *extra)
+        else: x = PILImage(decode_rgb(im)) if cls is PILImage else cls(im, im.size, *extra)
+        x = tfm(x, split_idx=1) if tfm is not noop else x
+    batch = Pipeline([IntToFloatTensor(), *([resample] if resample else []), Normalize.from_stats(meta['mean'], meta['std'], cuda=False)], split_idx=1)
+    return batch(ToTensor()(x)[None])[0].as_subclass(Tensor)
 
 def model_outputs(model:nn.Module, meta:dict, files:list, bs:int=32,
                   ctrs=None, # 'head_crop' models: one head centre (x, y) per file
@@ -213,48 +249,10 @@ def model_outputs(model:nn.Module, meta:dict, files:list, bs:int=32,
     dev = next(model.parameters()).device; outs = []
     with torch.no_grad():
         for i in range(0, len(files), bs):
-            xb = torch.stack([preprocess(open_rgb(f), meta, c) for f,c in zip(files[i:i+bs], ctrs[i:i+bs])]).to(dev)
+            xb = torch.stack([preprocess(f, meta, c) for f,c in zip(files[i:i+bs], ctrs[i:i+bs])]).to(dev)
             outs.append(model(xb).float().cpu())
     return torch.cat(outs)
 
-# %% ../nbs/06_models.ipynb #d524feb0
-class ToDeviceAsync(Transform):
-    "Copy a batch to `device` without making the host wait (from pinned memory): the first batch transform."
-    order = -100  # before every other batch transform, which then run on the device
-    def __init__(self, device): self.device = torch.device(device)
-    def to(self, device): # `DataLoader.device = d` calls this; `None` (the loader copies nothing) keeps our device
-        if device is not None: self.device = torch.device(device)
-    def encodes(self, x:Tensor): return x.to(self.device, non_blocking=True)
-
-def pinned_async_copies(dl:DataLoader, # a `TfmdDL` whose `device` is where its batches go
-                       )->DataLoader:  # `dl`, changed in place
-    "Make `dl` pin its batches and copy them to its device without blocking (fastai's own copy blocks)."
-    if dl.device is None: return dl  # no copy to make, or done already
-    if not any(isinstance(t, ToDeviceAsync) for t in dl.after_batch.fs): dl.after_batch.add(ToDeviceAsync(dl.device))
-    dl.pin_memory = dl.fake_l.pin_memory = True  # `fake_l` is the PyTorch loader underneath: it does the pinning
-    dl.device = None  # fastai's blocking copy in `__iter__` now has nothing to do
-    return dl
-
-# %% ../nbs/06_models.ipynb #bc6b04f0
-class ChannelsLastInput(ChannelsLast):
-    "fastai's `ChannelsLast` (the model in channels_last memory format), and each batch of images too."
-    def before_batch(self):
-        self.learn.xb = tuple(x.contiguous(memory_format=torch.channels_last) if x.ndim == 4 else x for x in self.xb)
-
-def cuda_speedups(learn:Learner,           # its `dls` decide: on a CUDA device, the settings below; elsewhere nothing
-                  bf16:bool=True,          # bfloat16 autocast (`learn.to_bf16()`), on GPUs with native bf16
-                  channels_last:bool=True, # the model and the input batches in channels_last memory format
-                  pin_memory:bool=True,    # pinned batches, non-blocking copies (`pinned_async_copies`)
-                 )->Learner:               # `learn`, changed in place
-    "Pinned memory and non-blocking copies, bf16 autocast and channels_last, where `learn`'s data is on a CUDA GPU."
-    dev = getattr(learn.dls, 'device', None)
-    if dev is None or torch.device(dev).type != 'cuda': return learn  # a CPU: nothing changes
-    dev = torch.device(dev)
-    if pin_memory:
-        learn.dls.device = dev  # the `DataLoaders` keep the device (the learner puts the model there), the loaders copy themselves
-        for dl in learn.dls.loaders: pinned_async_copies(dl)
-    if bf16 and not hasattr(learn, 'mixed_precision') and torch.cuda.get_device_capability(dev) >= (8,0): learn.to_bf16()
-    if channels_last and not any(isinstance(cb, ChannelsLast) for cb in learn.cbs):
-        learn.model.to(memory_format=torch.channels_last)  # now, for `get_preds` before any `fit`; `ChannelsLast` does it at each fit
-        learn.add_cb(ChannelsLastInput())
-    return learn
+# %% ../nbs/06_models.ipynb #1f9637d6
+from .cuda import ToDeviceAsync, pinned_async_copies, ChannelsLastInput, cuda_speedups
+_all_ = ['ToDeviceAsync', 'pinned_async_copies', 'ChannelsLastInput', 'cuda_speedups']  # in `from multilabel_regress.models import *`, as before

@@ -13,133 +13,13 @@ from PIL import Image
 from fastai.vision.all import *
 
 # %% auto #0
-__all__ = ['PascalRow', 'ColPath', 'BoolColSplitter', 'LazyImage', 'DraftResizedCrop', 'forked_rng', 'SeededDL', 'pascal_rows',
-           'pascal_vocab', 'pascal_block', 'pascal_dls']
+__all__ = ['pascal_vocab', 'pascal_block', 'pascal_dls', 'ColPath', 'BoolColSplitter', 'decode_rgb', 'LazyImage',
+           'DraftResizedCrop', 'forked_rng', 'SeededDL', 'PascalRow', 'pascal_rows']
 
-# %% ../nbs/01_pascal_data.ipynb #a813bd39
-class ColPath(ColReader):
-    "`ColReader` returning a `Path`, so that `learn.predict(path)` recognises a file name."
-    def __call__(self, o, **kwargs): return Path(super().__call__(o, **kwargs))
-
-# %% ../nbs/01_pascal_data.ipynb #e5a217fa
-class BoolColSplitter:
-    "Split rows on a boolean column (True: validation), in a DataFrame or in named tuples: a picklable `ColSplitter`."
-    def __init__(self, col:str='is_valid'): # the column, True/False (or the strings 'True'/'False')
-        self.col = col
-    def __call__(self, items)->tuple: # a DataFrame, or rows with `col` as an attribute; returns (training positions, validation positions)
-        col = items[self.col] if isinstance(items, pd.DataFrame) else pd.Series([getattr(r, self.col) for r in items], dtype=object)
-        valid = col.astype(str).str.lower().eq('true').values
-        return list(np.where(~valid)[0]), list(np.where(valid)[0])
-    def __repr__(self): return f"{self.__class__.__name__}({self.col!r})"
-
-# %% ../nbs/01_pascal_data.ipynb #eb07c72e
-class LazyImage:
-    "An image whose file has been read and its header parsed: decoding waits until the size it needs is known."
-    _im = None  # the not-yet-decoded PIL image, over the file's bytes in memory
-    def __init__(self, src, # a file name, or an image already in memory
-                 size,      # (width, height) at full size
-                 im=None):  # the file's PIL image, opened but not decoded (`create` passes it)
-        self.src,self.size,self._im = src,tuple(size),im
-
-    @classmethod
-    def create(cls, fn, **kwargs): # a path, or anything `PILImage.create` accepts
-        "Read `fn` once and parse only its header (the type transform of `ImageBlock(cls=LazyImage)`)."
-        if isinstance(fn, LazyImage): return fn
-        if not isinstance(fn, (str, Path)): im = PILImage.create(fn); return cls(im, im.size)
-        im = Image.open(io.BytesIO(Path(fn).read_bytes()))  # lazy: parses the header; no file stays open
-        return cls(fn, im.size, im)
-
-    def open(self, need=None): # (width, height) the decoded image must at least have
-        "Decode, at the smallest JPEG draft scale that is still at least `need`, as an RGB `PILImage`."
-        if isinstance(self.src, Image.Image): return PILImage(self.src.convert('RGB'))
-        im,self._im = self._im,None          # the bytes `create` read, decoded once; a second call reads the file again
-        with (im if im is not None else Image.open(self.src)) as im:
-            if need is not None: im.draft('RGB', tuple(int(v) for v in need))
-            return PILImage(im.convert('RGB'))
-
-    def __getstate__(self): return {k:v for k,v in self.__dict__.items() if k != '_im'}  # pickles as its file name
-    def __repr__(self):
-        name = Path(self.src).name if isinstance(self.src, (str, Path)) else 'in memory'
-        return f"{self.__class__.__name__} {name} size={self.size[0]}x{self.size[1]}"
-
-# %% ../nbs/01_pascal_data.ipynb #1b7d95a0
-class DraftResizedCrop(RandomResizedCrop):
-    "`RandomResizedCrop` that decodes a `LazyImage` at the smallest JPEG draft scale the chosen crop allows, and resizes once."
-    def encodes(self, x:LazyImage):
-        (l,t),(cw,ch),(fw,fh) = self.tl, self.cp_size, self.final_size
-        w,h = x.size; s = max(fw/cw, fh/ch)  # the scale at which the crop becomes `final_size`
-        im = x.open(need=(math.ceil(w*s), math.ceil(h*s)))
-        kx,ky = im.size[0]/w, im.size[1]/h   # the draft scale the decoder used
-        res = PILImage(im.resize(self.final_size, self.mode, box=(l*kx, t*ky, (l+cw)*kx, (t+ch)*ky)))
-        if self.final_size != self.size: res = PILImage(res.crop_pad(self.size))  # validation: centre crop
-        return res
-
-# %% ../nbs/01_pascal_data.ipynb #018e794c
-def _derive(seed, *key):
-    "A 32-bit seed for stream `key` (integers) of `seed`: the same key gives the same seed, different keys independent ones."
-    return int(np.random.SeedSequence(seed, spawn_key=key).generate_state(1)[0])
-
-@contextmanager
-def forked_rng(seed:int=None, # seed the global generators with this inside the block; `None`: leave them as they are
-               device=None,   # a torch device whose CUDA generator is forked (and seeded) too; the CPU's always is
-              ):
-    "Run a block with its own random state: Python's, numpy's and torch's global generators are as before when it ends."
-    devs = [torch.device(device)] if device is not None and torch.device(device).type == 'cuda' else []
-    py,npy = random.getstate(),np.random.get_state()
-    try:
-        with torch.random.fork_rng(devices=devs, device_type='cuda'):
-            if seed is not None:
-                random.seed(seed); np.random.seed(seed); torch.default_generator.manual_seed(seed)
-                for d in devs:
-                    with torch.cuda.device(d): torch.cuda.manual_seed(seed)
-            yield
-    finally: random.setstate(py); np.random.set_state(npy)
-
-# %% ../nbs/01_pascal_data.ipynb #8f1d655c
-_END = object()
-
-class SeededDL(TfmdDL):
-    "A `TfmdDL` whose shuffle and random transforms follow its own `seed`, leaving the global random state alone."
-    def __init__(self, dataset,   # what to load (a `Datasets` subset)
-                 seed:int=None,   # this loader's seed (0 or more); `None`: a plain `TfmdDL`, on the global generators
-                 **kwargs):       # passed to `TfmdDL`
-        self.seed,self.n_pass = seed,0
-        with self._fork(0): super().__init__(dataset, **kwargs)
-        if seed is not None: self.rng = random.Random(seed)
-
-    def _fork(self, *key, device=None):
-        "A fork of the global random state seeded from (`seed`, `n_pass`, *`key`); nothing at all without a seed."
-        return nullcontext() if self.seed is None else forked_rng(_derive(self.seed, self.n_pass, *key), device)
-
-    def new(self, dataset=None, cls=None, **kwargs): return super().new(dataset, cls, **merge(dict(seed=self.seed), kwargs))
-    def _one_pass(self):
-        with self._fork(0): super()._one_pass()
-
-    def create_batches(self, samps):
-        "Make each batch's items in a fork seeded by the batch's number in the pass (a worker makes every `num_workers`-th)."
-        batches = super().create_batches(samps)
-        for j in itertools.count():
-            with self._fork(1, j*self.num_workers + self.offs): b = next(batches, _END)
-            if b is _END: return
-            yield b
-
-    def __iter__(self):
-        "A pass: each batch's batch transforms run in a fork seeded by its number."
-        if self.seed is None: yield from super().__iter__(); return
-        self.n_pass += 1; it = super().__iter__()
-        for i in itertools.count():
-            with self._fork(2, i, device=self.device): b = next(it, _END)
-            if b is _END: return
-            yield b
-
-# %% ../nbs/01_pascal_data.ipynb #72ba4335
-PascalRow = namedtuple('PascalRow', 'fname labels is_valid')
-
-def pascal_rows(df:pd.DataFrame, # with the columns fname, labels, is_valid (others are left out)
-               )->list:          # one `PascalRow` per row, in order
-    "The rows of `df` as named tuples: fastai reads one per item far faster than `df.iloc[i]`."
-    if not isinstance(df, pd.DataFrame): return list(df)  # already rows
-    return [PascalRow(*r) for r in df[list(PascalRow._fields)].itertuples(index=False, name=None)]
+# %% ../nbs/01_pascal_data.ipynb #23aed445
+from .fast_images import (ColPath, BoolColSplitter, decode_rgb, LazyImage, DraftResizedCrop, forked_rng,
+                                             SeededDL, PascalRow, pascal_rows)
+_all_ = ['ColPath', 'BoolColSplitter', 'decode_rgb', 'LazyImage', 'DraftResizedCrop', 'forked_rng', 'SeededDL', 'PascalRow', 'pascal_rows']
 
 # %% ../nbs/01_pascal_data.ipynb #db9cd73c
 def pascal_vocab(df:pd.DataFrame, # rows with a space-separated `labels` column

@@ -84,7 +84,9 @@ def test_open_rgb_modes(tmp_path, mode):
     f = tmp_path/('x.jpg' if mode in ('L','CMYK') else 'x.png'); im.save(f)
     r = open_rgb(f)
     assert r.mode == 'RGB' and r.size == (30,20)
-    if mode == 'I;16': assert abs(np.asarray(r)[0,0,0] - a[0,0,0]) <= 1
+    from fastai.vision.all import PILImage
+    assert np.array_equal(np.asarray(r), np.asarray(PILImage.create(f)))  # decoded as training decodes (fastai's rule)
+    if mode == 'I;16': assert (np.asarray(r) == 255).mean() > 0.9   # 16 bits are clipped, not scaled
 
 @pytest.mark.parametrize('data', [b'', b'\xff\xd8\xff\xe0garbage', b'not an image'])
 def test_open_rgb_bad(tmp_path, data):
@@ -128,3 +130,27 @@ def test_softargmax_matches_keypoint_models():
     body = cut(create_body(get_arch('xresnet_small')(), pretrained=False), 8)
     km = nn.Sequential(body, kp.SoftArgmax(num_features_model(body)))
     build_model(dict(arch='xresnet_small', builder='softargmax', stride=8, n_out=2)).load_state_dict(km.state_dict(), strict=True)
+
+def test_old_folders_predict_as_the_cli_trained(tmp_path, biwi):
+    "A folder saved without the new keys (`presize`, `resize_method`, `resample`, `draft`) preprocesses as `mlr train` trained it."
+    from multilabel_regress.biwi_data import biwi_dls
+    from multilabel_regress.pascal_data import pascal_dls
+    from multilabel_regress.datasets import get_pascal
+    files = sorted(biwi.glob('13/frame_*_rgb.jpg'))
+    for size in [(48,64), (48,48)]:
+        new = preprocess_meta(biwi_dls(biwi, size=size, presize=size, bs=2, num_workers=0))  # what `train_keypoint` builds
+        old = {k:v for k,v in new.items() if k in ('size','preprocess','mean','std')}
+        for f in files: torch.testing.assert_close(preprocess(f, old), preprocess(f, new), rtol=0, atol=0)
+    p = get_pascal(); new = preprocess_meta(pascal_dls(p, size=48))
+    assert new['draft'] and new['val_xtra'] == 0.14
+    old = {k:v for k,v in new.items() if k in ('size','preprocess','mean','std','val_xtra')}
+    f = sorted((p/'train').glob('*.jpg'))[0]
+    torch.testing.assert_close(preprocess(f, old), preprocess(f, new), rtol=0, atol=0)
+
+def test_preprocess_errors(tmp_path, biwi):
+    f = sorted(biwi.glob('13/frame_*_rgb.jpg'))[0]
+    with pytest.raises(ModelFolderError, match="unknown preprocess 'zoom'.*re-save"): preprocess(f, dict(META, preprocess='zoom'))
+    with pytest.raises(UserError, match='centre'): preprocess(f, dict(META, preprocess='head_crop', crop_px=160.))
+    with pytest.raises(DatasetError, match='nope.jpg is missing'): preprocess(tmp_path/'nope.jpg', META)
+    (tmp_path/'bad.jpg').write_bytes(b'no'); 
+    with pytest.raises(DatasetError, match='bad.jpg is not a readable image'): preprocess(tmp_path/'bad.jpg', META)

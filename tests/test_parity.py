@@ -1,0 +1,66 @@
+"A saved model folder predicts what its learner predicted: `model_outputs` on the validation files equals `learn.get_preds`."
+import shutil
+from pathlib import Path
+import numpy as np, pandas as pd, pytest, torch
+from PIL import Image
+from fastai.vision.all import set_seed, noop
+from multilabel_regress.pascal_data import pascal_dls
+from multilabel_regress.biwi_data import biwi_dls, pose_dls
+from multilabel_regress.multilabel import multilabel_learner
+from multilabel_regress.keypoint import keypoint_learner
+from multilabel_regress.models import save_model, load_model, model_outputs, preprocess_meta
+
+ATOL = 1e-4  # logits, points in [-1, 1] and scaled angles: the same pixels through the same weights, batched differently
+
+def _odd_modes(files):
+    "Re-encode the first files in odd modes (the names stay: PIL reads a file by its content)."
+    for f,mode in zip(files, ['I;16', 'RGBA', 'P', 'L', 'CMYK', 'I', 'LA']):
+        a = np.asarray(Image.open(f).convert('RGB'))
+        if mode == 'I;16': im,fmt = Image.fromarray(a[...,0].astype(np.uint16)*2), 'PNG'  # 0..510: clipped at 255
+        elif mode == 'I': im,fmt = Image.fromarray(a[...,1].astype(np.int32)+100), 'TIFF'
+        elif mode == 'RGBA':
+            b = np.dstack([a, (np.arange(a.shape[1])[None].repeat(a.shape[0], 0) % 256).astype(np.uint8)])
+            im,fmt = Image.fromarray(b, 'RGBA'), 'PNG'
+        else: im,fmt = Image.fromarray(a).convert(mode), ('JPEG' if mode == 'CMYK' else 'PNG')
+        im.save(f, fmt)
+        assert Image.open(f).mode == mode
+
+def _save_load(learn, dls, tmp_path, **meta):
+    d = save_model(learn.model, tmp_path/'model', dict(meta, **preprocess_meta(dls)))
+    return load_model(d)
+
+def _check(learn, model, meta, files, ctrs=None):
+    with learn.no_bar(): preds,_ = learn.get_preds(dl=learn.dls.valid, act=noop)  # raw outputs, as `model_outputs` gives
+    out = model_outputs(model, meta, files, bs=5, ctrs=ctrs)
+    torch.testing.assert_close(out, preds.float(), rtol=0, atol=ATOL)
+
+def test_multilabel_parity(pascal, tmp_path):
+    path = tmp_path/'pascal'; shutil.copytree(pascal, path)
+    df = pd.read_csv(path/'train.csv'); _odd_modes([path/'train'/f for f in df.fname[df.is_valid]])
+    set_seed(0); dls = pascal_dls(path, size=40, bs=8, seed=0)
+    learn = multilabel_learner(dls, 'xresnet_small'); learn.model.eval()
+    model,meta = _save_load(learn, dls, tmp_path, task='multilabel', arch='xresnet_small', n_out=len(dls.vocab), builder='arch',
+                            vocab=list(dls.vocab), thresholds=[0.5]*len(dls.vocab))
+    assert meta['preprocess'] == 'squish_crop' and meta['draft'] and meta['size'] == [40,40]
+    _check(learn, model, meta, [path/'train'/r.fname for r in dls.valid.items])
+
+@pytest.mark.parametrize('size,presize', [((96,128),(96,128)), ((96,96),(96,96)), ((64,128),(64,128)), ((64,128),None)])
+def test_centre_parity(biwi, tmp_path, size, presize):
+    path = tmp_path/'biwi'; shutil.copytree(biwi, path)
+    _odd_modes(sorted((path/'13').glob('frame_*_rgb.jpg')))
+    set_seed(0); dls = biwi_dls(path, size=size, presize=presize, bs=4, seed=0, num_workers=0)
+    learn = keypoint_learner(dls, 'xresnet_small', pretrained=False, head='softargmax'); learn.model.eval()
+    model,meta = _save_load(learn, dls, tmp_path, task='keypoint', target='ctr', arch='xresnet_small', n_out=2, builder='softargmax', stride=8)
+    assert meta['size'] == list(size) and meta['preprocess'] == 'resize'
+    _check(learn, model, meta, list(dls.valid.items))
+
+def test_head_pose_parity(biwi, tmp_path):
+    path = tmp_path/'biwi'; shutil.copytree(biwi, path)
+    _odd_modes(sorted((path/'13').glob('frame_*_rgb.jpg')))
+    set_seed(0); dls = pose_dls(path, size=32, bs=4, seed=0, num_workers=0)
+    learn = keypoint_learner(dls, 'xresnet_small', pretrained=False, ps=0.1); learn.model.eval()
+    model,meta = _save_load(learn, dls, tmp_path, task='keypoint', target='angles', arch='xresnet_small', n_out=3, builder='vision',
+                            y_range=[-1.,1.], angle_scale=1.)
+    assert meta['preprocess'] == 'head_crop' and meta['crop_px'] == 160
+    files = list(dls.valid.items); ctrs = [dls.poses[f]['ctr'] for f in files]
+    _check(learn, model, meta, files, ctrs)
