@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd, torch
 from fastai.vision.all import *
 from multilabel_regress.datasets import VOC_CLASSES
-from multilabel_regress.models import xresnet_small, save_model
+from multilabel_regress.models import xresnet_small, save_model, preprocess_meta
 from multilabel_regress.distributed import *
 
 SEEN = []       # df index of each train item this process loaded (get_x runs here: num_workers=0)
@@ -64,8 +64,8 @@ def main():
         learn.fit(a.epochs, 1e-3, cbs=rec)
         preds,targs = gather_preds(learn)
     train_df = df[~df.is_valid]
-    meta = dict(task='multilabel', arch='xresnet_small', n_out=len(VOC_CLASSES), size=[a.size,a.size], preprocess='resize',
-                mean=list(imagenet_stats[0]), std=list(imagenet_stats[1]), vocab=list(VOC_CLASSES), thresholds=[0.5]*len(VOC_CLASSES))
+    meta = dict(task='multilabel', arch='xresnet_small', n_out=len(VOC_CLASSES), **preprocess_meta(learn.dls),  # what its loaders did
+                vocab=list(VOC_CLASSES), thresholds=[0.5]*len(VOC_CLASSES))
     def write_all():
         d = save_model(learn.model, out/'model', meta)
         (out/'report.json').write_text(json.dumps(dict(world_size=world_size(), mAP=mean_ap(preds, targs),
