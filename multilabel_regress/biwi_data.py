@@ -39,7 +39,7 @@ def read_cal(path:Path, # a BIWI `rgb.cal`, or a person folder holding one
 def _project(c, K): return (c[0]*K[0,0]/c[2] + K[0,2], c[1]*K[1,1]/c[2] + K[1,2])
 
 def get_ctr(f:Path,                 # an image `frame_XXXXX_rgb.jpg`
-            cal:np.ndarray=None,    # 3x3 intrinsics; `None`: the `rgb.cal` in `f`'s own folder
+            cal:np.ndarray|None=None, # 3x3 intrinsics; `None`: the `rgb.cal` in `f`'s own folder
            )->Tensor:               # the head centre in pixels, (x, y)
     "Project the head centre of `f`'s pose file onto the image."
     _,c = read_pose_file(img2pose(f))

@@ -6,42 +6,14 @@
 from __future__ import annotations
 import math
 from fastai.vision.all import *
-from .models import get_arch
+from .models import get_arch, SoftArgmax, softargmax_model, cut_at_stride  # `SoftArgmax` is re-exported here (the CLI imports it from this module)
 from .biwi_data import ANGLE_SCALE, get_ctr, pose_angles, HeadCrop
 from .datasets import DatasetError
 
 # %% auto #0
-__all__ = ['SoftArgmax', 'keypoint_learner', 'PixelRMSE', 'AngleMAE', 'predict_points', 'predict_angles', 'pixel_errors',
-           'angle_errors']
-
-# %% ../nbs/05_keypoint.ipynb #602634e0
-class SoftArgmax(Module):
-    "A key-point head: score each cell of a feature map, softmax, and return the expected (x, y) position in [-1, 1]."
-    def __init__(self, nf:int,    # channels of the feature map
-                 n_points:int=1): # points to predict
-        self.conv = nn.Conv2d(nf, n_points, 1)
-    def heatmap(self, x): 
-        "The softmax over positions, [bs, n_points, h, w]."
-        h = self.conv(x); b,n,H,W = h.shape
-        return F.softmax(h.view(b,n,-1).float(), -1).view(b,n,H,W)
-    def forward(self, x):
-        p = self.heatmap(x); H,W = p.shape[-2:]
-        gx = (torch.arange(W, device=x.device)*2+1)/W - 1  # cell centres, in PointBlock's [-1, 1] units
-        gy = (torch.arange(H, device=x.device)*2+1)/H - 1
-        return torch.stack([(p.sum(2)*gx).sum(-1), (p.sum(3)*gy).sum(-1)], -1).view(len(p), -1)
+__all__ = ['keypoint_learner', 'PixelRMSE', 'AngleMAE', 'predict_points', 'predict_angles', 'pixel_errors', 'angle_errors']
 
 # %% ../nbs/05_keypoint.ipynb #7b47557d
-def _cut_at_stride(body, stride, n_in=3, size=(64,64)):
-    "The first layers of the `nn.Sequential` `body` whose output is at most 1/`stride` of the input's size."
-    x = torch.zeros(1, n_in, *size); layers = []
-    with torch.no_grad():
-        was = body.training; body.eval()
-        for l in body.children():
-            x = l(x); layers.append(l)
-            if x.shape[-1] <= size[-1]//stride: break
-        body.train(was)
-    return nn.Sequential(*layers)
-
 def _body_head(m): return [params(m[0]), params(m[1])]
 
 @delegates(Learner.__init__)
@@ -60,8 +32,7 @@ def keypoint_learner(dls:DataLoaders,    # from `biwi_dls` (target 'ctr' or 'ang
         return vision_learner(dls, arch, pretrained=pretrained, y_range=y_range, metrics=metrics, **kwargs)
     if head != 'softargmax': raise ValueError(f"head={head!r}: use 'pool' (the book's) or 'softargmax'")
     if target != 'ctr': raise ValueError("the 'softargmax' head predicts points: use head='pool' for angles")
-    body = _cut_at_stride(create_body(arch(pretrained=pretrained) if pretrained else arch(), pretrained=pretrained), stride)
-    model = nn.Sequential(body, SoftArgmax(num_features_model(body)))
+    model = softargmax_model(arch, pretrained=pretrained, stride=stride)
     if not pretrained: apply_init(model[1], nn.init.kaiming_normal_)
     learn = Learner(dls, model, loss_func=MSELossFlat(), metrics=metrics, splitter=_body_head, **kwargs)
     if pretrained: learn.freeze()  # as `vision_learner` does: train the new head first

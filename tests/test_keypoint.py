@@ -132,6 +132,16 @@ def test_bad_pose_file_named(tmp_path, text, match):
 def test_img2pose_refuses_other_files():
     with pytest.raises(DatasetError, match='depth.bin'): img2pose('01/frame_00003_depth.bin')
 
+def test_book_datablock_with_get_ctr(biwi):
+    "The book's DataBlock as printed, `get_y=get_ctr`: fastai dispatches on `get_ctr`'s annotations, so `cal`'s default `None` must fit its type."
+    from fastai.vision.all import DataBlock, ImageBlock, PointBlock, FuncSplitter, get_image_files
+    db = DataBlock(blocks=(ImageBlock, PointBlock), get_items=get_image_files, get_y=get_ctr,
+                   splitter=FuncSplitter(lambda o: o.parent.name=='13'))
+    dls = db.dataloaders(biwi, bs=2, num_workers=0)
+    f = dls.valid.items[0]
+    assert_close(dls.valid_ds[0][1].view(2), get_ctr(f))
+    assert {Path(o).parent.name for o in dls.valid.items} == {'13'}
+
 def test_person_splitter(biwi):
     files = sorted(biwi.glob('*/*_rgb.jpg'))
     s = PersonSplitter('13')
@@ -253,6 +263,19 @@ def test_softargmax_learner(biwi):
     adls = biwi_dls(biwi, size=(48,64), bs=8, target='angles', num_workers=0)
     with pytest.raises(ValueError, match="head='pool'"): keypoint_learner(adls, arch='xresnet_small', pretrained=False, head='softargmax')
     with pytest.raises(ValueError, match='unknown architecture'): keypoint_learner(dls, arch='resnet9', pretrained=False)
+
+def test_one_softargmax_class(biwi):
+    "keypoint.py re-exports models.py's `SoftArgmax`: a model rebuilt by `models.softargmax_model` (how saved models load) is one the CLI's `isinstance(model[-1], keypoint.SoftArgmax)` recognises, and `keypoint_learner` builds the same model."
+    import multilabel_regress.keypoint as kp, multilabel_regress.models as mm
+    from multilabel_regress.cli import _builder  # the CLI imports SoftArgmax from keypoint
+    assert kp.SoftArgmax is mm.SoftArgmax and kp.cut_at_stride is mm.cut_at_stride
+    rebuilt = mm.softargmax_model(mm.get_arch('xresnet_small'), stride=8)
+    assert isinstance(rebuilt[-1], kp.SoftArgmax) and _builder(rebuilt, stride=8) == dict(builder='softargmax', stride=8)
+    dls = biwi_dls(biwi, size=(48,64), bs=8, presize=(48,64), num_workers=0)
+    learn = keypoint_learner(dls, arch='xresnet_small', pretrained=False, head='softargmax')
+    assert type(learn.model[1]) is mm.SoftArgmax
+    assert [type(m) for m in learn.model[0].children()] == [type(m) for m in rebuilt[0].children()]
+    rebuilt.load_state_dict(learn.model.state_dict())  # the same layers, so a saved learner's weights load into the rebuilt model
 
 # --- head crops for the angles -------------------------------------------------------------------
 
