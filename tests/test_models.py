@@ -126,7 +126,7 @@ def test_softargmax_matches_keypoint_models():
     # the key-point learner's model and `build_model`'s have the same parameters, so saved weights load back
     from fastai.vision.all import create_body, num_features_model, nn
     import multilabel_regress.keypoint as kp
-    cut = getattr(kp, 'cut_at_stride', None) or kp._cut_at_stride
+    cut = kp.cut_at_stride
     body = cut(create_body(get_arch('xresnet_small')(), pretrained=False), 8)
     km = nn.Sequential(body, kp.SoftArgmax(num_features_model(body)))
     build_model(dict(arch='xresnet_small', builder='softargmax', stride=8, n_out=2)).load_state_dict(km.state_dict(), strict=True)
