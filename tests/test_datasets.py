@@ -13,8 +13,10 @@ def digest(p):
 # --- PASCAL layout -------------------------------------------------------------------------
 
 def test_pascal_layout(pascal):
-    assert sorted(o.name for o in pascal.iterdir()) == [SAMPLE_MARKER,'segmentation','test','test.csv','test.json','train',
+    # exactly the archive's 8 entries (FORMATS.md): the sample's marker is beside the folder, not in it
+    assert sorted(o.name for o in pascal.iterdir()) == ['segmentation','test','test.csv','test.json','train',
                                                         'train.csv','train.json','valid.json']
+    assert is_sample(pascal) and sample_marker(pascal) == pascal.parent/'.pascal_2007.multilabel_regress_sample.json'
     df = pd.read_csv(pascal/'train.csv')  # the chapter's reading code
     assert list(df.columns) == ['fname','labels','is_valid'] and len(df) == 60
     assert df['is_valid'].dtype == bool and df['is_valid'].any() and (~df['is_valid']).any()
@@ -78,7 +80,8 @@ def test_get_sample_cached(tmp_path, monkeypatch):
 
 def test_biwi_layout(biwi):
     names = sorted(o.name for o in biwi.iterdir())
-    assert names == sorted([SAMPLE_MARKER] + [f'{i:02d}' for i in range(1,25)] + [f'{i:02d}.obj' for i in range(1,25)])
+    assert names == sorted([f'{i:02d}' for i in range(1,25)] + [f'{i:02d}.obj' for i in range(1,25)])
+    assert is_sample(biwi) and sample_marker(biwi).is_file()
     assert (biwi/'13').is_dir() and (biwi/'01.obj').read_text().startswith('v ')
     files = sorted((biwi/'07').iterdir())
     assert [f.name for f in files][:3] == ['depth.cal','frame_00003_pose.txt','frame_00003_rgb.jpg']

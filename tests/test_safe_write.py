@@ -1,5 +1,5 @@
 "Nothing lost, nothing half-done: atomic writes, `--force` that replaces only what the package made, concurrent generation."
-import hashlib, json, multiprocessing as mp, os, stat
+import hashlib, json, multiprocessing as mp, os, shutil, stat
 from pathlib import Path
 import pytest, torch
 from multilabel_regress.datasets import *
@@ -71,7 +71,8 @@ def test_failed_swap_restores_old_sample(tmp_path, monkeypatch):
     _failing_swap(monkeypatch, d)
     with pytest.raises(OSError, match='No space'): make_pascal_sample(d, n_images=6, n_test=1, seed=3, overwrite=True)
     monkeypatch.undo()
-    assert [p.name for p in tmp_path.iterdir()] == ['p'] and json.loads((d/SAMPLE_MARKER).read_text())['seed'] == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['.p'+SAMPLE_MARKER, 'p'] and json.loads(sample_marker(d).read_text())['seed'] == 0
+    assert is_sample(d) and len(list(d.iterdir())) == 8
 
 # --- `force` replaces only what the package made -------------------------------------------
 
@@ -88,11 +89,41 @@ def test_sample_force_refuses_user_folder(tmp_path):
 
 def test_sample_force_replaces_a_sample(tmp_path):
     d = make_biwi_sample(tmp_path/'b', n_frames=1)
-    m = json.loads((d/SAMPLE_MARKER).read_text())
+    m = json.loads(sample_marker(d).read_text())
     assert m['what'] == 'biwi_head_pose' and m['seed'] == 0 and m['n_frames'] == 1 and 'version' in m
+    assert m['stamp']['inode'] == d.stat().st_ino and not (d/SAMPLE_MARKER).exists()
     with pytest.raises(FolderExistsError, match=r'already exists: pass overwrite=True \(--force\)'): make_biwi_sample(d, n_frames=2)
     make_biwi_sample(d, n_frames=2, overwrite=True)
-    assert len(list(d.glob('01/*_rgb.jpg'))) == 2 and [p.name for p in tmp_path.iterdir()] == ['b']
+    assert len(list(d.glob('01/*_rgb.jpg'))) == 2 and sorted(p.name for p in tmp_path.iterdir()) == ['.b'+SAMPLE_MARKER, 'b']
+    m = json.loads(sample_marker(d).read_text())
+    assert m['n_frames'] == 2 and m['stamp']['mtime_ns'] == d.stat().st_mtime_ns and is_sample(d)
+
+def test_sample_folder_holds_only_the_archive_layout(tmp_path):
+    "A fresh sample lists the real archive's entries (FORMATS.md: pascal_2007 shows 8), its marker beside it."
+    d = make_pascal_sample(tmp_path/'pascal_2007', n_images=6, n_test=1)
+    assert sorted(p.name for p in d.iterdir()) == ['segmentation','test','test.csv','test.json','train','train.csv','train.json','valid.json']
+    assert sample_marker(d) == tmp_path/'.pascal_2007.multilabel_regress_sample.json' and is_sample(d)
+
+def test_stale_marker_does_not_make_a_user_folder_a_sample(tmp_path):
+    "The user deletes a sample and puts their own folder at its name: the marker left beside it must not let --force delete it."
+    d = make_pascal_sample(tmp_path/'p', n_images=6, n_test=1)
+    shutil.rmtree(d); _user_folder(d)
+    assert sample_marker(d).is_file() and not is_sample(d)
+    with pytest.raises(FolderExistsError, match='which multilabel_regress did not make'): make_pascal_sample(d, n_images=6, n_test=1, overwrite=True)
+    assert _untouched(d)
+
+def test_sample_marker_inside_from_older_versions(tmp_path, monkeypatch):
+    "A sample with its marker inside (older versions) still counts, and the cache moves the marker beside it."
+    d = make_pascal_sample(tmp_path/'p', n_images=6, n_test=1)
+    sample_marker(d).rename(d/SAMPLE_MARKER)
+    assert is_sample(d)
+    make_pascal_sample(d, n_images=6, n_test=1, seed=2, overwrite=True)
+    assert json.loads(sample_marker(d).read_text())['seed'] == 2 and not (d/SAMPLE_MARKER).exists()
+    monkeypatch.setenv('MULTILABEL_REGRESS_DATA', str(tmp_path/'cache'))
+    p = get_pascal(n_images=6, n_test=1); sample_marker(p).rename(p/SAMPLE_MARKER)
+    assert len(list(p.iterdir())) == 9
+    assert get_pascal(n_images=6, n_test=1) == p and len(list(p.iterdir())) == 8
+    assert json.loads(sample_marker(p).read_text())['stamp']['inode'] == p.stat().st_ino and is_sample(p)
 
 def test_sample_into_empty_folder(tmp_path):
     (tmp_path/'e').mkdir()
@@ -114,11 +145,11 @@ def test_model_force_replaces_a_model(tmp_path, model):
 def test_old_cached_sample_without_marker(tmp_path, monkeypatch):
     "Samples cached by versions before the marker keep working, and count as the package's."
     monkeypatch.setenv('MULTILABEL_REGRESS_DATA', str(tmp_path))
-    p = get_pascal(n_images=6, n_test=1); (p/SAMPLE_MARKER).unlink()
+    p = get_pascal(n_images=6, n_test=1); sample_marker(p).unlink()
     m = (p/'train.csv').stat().st_mtime_ns
     assert get_pascal(n_images=6, n_test=1) == p and (p/'train.csv').stat().st_mtime_ns == m and is_sample(p)
     make_pascal_sample(p, n_images=6, n_test=1, overwrite=True)
-    assert (p/SAMPLE_MARKER).is_file()
+    assert sample_marker(p).is_file() and is_sample(p)
 
 # --- concurrent generation ------------------------------------------------------------------
 
@@ -146,7 +177,8 @@ def test_concurrent_generation_on_cold_cache(tmp_path, kind):
     for p in ps: p.join()
     assert all(isinstance(r, tuple) for r in res), res
     path = Path(res[0][0])
-    assert {r[0] for r in res} == {str(path)} and [p.name for p in (tmp_path/'samples').iterdir()] == [path.name]
+    assert {r[0] for r in res} == {str(path)} and sorted(p.name for p in (tmp_path/'samples').iterdir()) == sorted([path.name, sample_marker(path).name])
+    assert is_sample(path) and json.loads(sample_marker(path).read_text())['stamp']['inode'] == path.stat().st_ino  # the winner's marker
     # every process read the same complete folder, the one still there: none was replaced under another's feet
     assert {r[1] for r in res} == {r[3] for r in res} == {path.stat().st_ino}
     assert {r[2] for r in res} == {_digest(path)}
