@@ -103,8 +103,7 @@ def train_multilabel(path:str,                 # a folder in the pascal_2007 lay
         else: learn.fit_one_cycle(epochs, lr)
         probs,targs = gather_preds(learn)
     ch = choose_thresholds(probs, targs)  # one threshold or one per class, whichever wins on a held-out half (see 03_multilabel)
-    meta = dict(task='multilabel', arch=arch_name(arch), n_out=len(dls.vocab), size=[size,size], preprocess='squish_crop',
-                val_xtra=0.14, mean=list(map(float, imagenet_stats[0])), std=list(map(float, imagenet_stats[1])),
+    meta = dict(task='multilabel', arch=arch_name(arch), n_out=len(dls.vocab), **preprocess_meta(dls),  # how its validation images were prepared: prediction repeats it
                 vocab=list(map(str, dls.vocab)), thresholds=[float(t) for t in ch['thresholds']], threshold=float(ch['threshold']),
                 threshold_choice=dict(kind=ch['kind'], evidence=ch['evidence']),
                 thresholds_tuned_on=dict(data=str(path.resolve()), csv='train.csv', rows='is_valid=True', images=len(probs)),
@@ -145,11 +144,10 @@ def train_keypoint(path:str,                 # a folder in the biwi_head_pose la
         if pretrained: learn.fine_tune(epochs, lr)
         else: learn.fit_one_cycle(epochs, lr)
         preds,targs = gather_preds(learn)
-    meta = dict(task='keypoint', target=target, arch=arch_name(arch), n_out=2 if target=='ctr' else 3, size=list(size),
-                preprocess='resize', mean=list(map(float, imagenet_stats[0])), std=list(map(float, imagenet_stats[1])),
+    meta = dict(task='keypoint', target=target, arch=arch_name(arch), n_out=2 if target=='ctr' else 3, **preprocess_meta(dls),
                 valid_person=valid_person, **_builder(learn.model, stride=8))
     if head == 'pool': meta['y_range'] = [-1.,1.]
-    if target == 'angles': meta.update(angle_scale=ANGLE_SCALE, preprocess='head_crop', crop_px=float(crop_px))
+    if target == 'angles': meta.update(angle_scale=ANGLE_SCALE)
     return learn, meta, preds, targs
 
 # %% ../nbs/07_cli.ipynb #17e72946
