@@ -334,13 +334,20 @@ def _cached(dest, make):
         if dest.is_dir(): return dest
         raise
 
+def _download(name, untar=None):
+    "fastai's archive `URLs.<name>`, downloaded and unpacked once by `untar_data`; a failed download is one clear error."
+    from fastai.data.external import untar_data, URLs
+    url = getattr(URLs, name)
+    try: return (untar or untar_data)(url)
+    except (OSError, EOFError) as e:  # URLError, a refused or reset connection, a truncated archive
+        raise DatasetError(f"downloading {url} failed ({type(e).__name__}: {e}): check the internet connection and retry, "
+                           f"or use the sample generated offline (source='sample', mlr ... --data sample)") from None
+
 def get_pascal(source:str='sample', # 'sample' (generated here, offline) or 'full' (the real download)
                **kwargs,            # passed to `make_pascal_sample` (`n_images`, `seed`, ...)
               )->Path:
     "The `pascal_2007` folder: `'full'` downloads fastai's archive, `'sample'` generates (once, then reuses) a look-alike."
-    if source == 'full':
-        from fastai.data.external import untar_data, URLs
-        return untar_data(URLs.PASCAL_2007)
+    if source == 'full': return _download('PASCAL_2007')
     if source != 'sample': raise UserError(f"source={source!r}: use 'sample' (generated here) or 'full' (the real download)")
     name = 'pascal_2007' + ''.join(f'_{k}{v}' for k,v in sorted(kwargs.items()))
     return _cached(data_dir()/'samples'/name, lambda d: make_pascal_sample(d, **kwargs))
@@ -486,9 +493,7 @@ def get_biwi(source:str='sample', # 'sample' (generated here, offline) or 'full'
              **kwargs,            # passed to `make_biwi_sample` (`n_frames`, `seed`, ...)
             )->Path:
     "The `biwi_head_pose` folder: `'full'` downloads fastai's archive, `'sample'` generates (once, then reuses) a look-alike."
-    if source == 'full':
-        from fastai.data.external import untar_data, URLs
-        return untar_data(URLs.BIWI_HEAD_POSE)
+    if source == 'full': return _download('BIWI_HEAD_POSE')
     if source != 'sample': raise UserError(f"source={source!r}: use 'sample' (generated here) or 'full' (the real download)")
     name = 'biwi_head_pose' + ''.join(f'_{k}{v}' for k,v in sorted(kwargs.items()))
     return _cached(data_dir()/'samples'/name, lambda d: make_biwi_sample(d, **kwargs))

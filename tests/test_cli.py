@@ -514,3 +514,13 @@ def test_readme_bad_inputs_table(data, ml_model, pose_model, tmp_path, capsys):
         for quoted in re.findall(r'`([^`]+)`', says): assert quoted in last, (what, quoted, last)
         if code == '1': one_line_error(r)
         else: usage_error(r)
+
+def test_full_data_without_internet_is_one_line(tmp_path):
+    "`mlr chapter --data full` with the network blocked: one line naming the download and the offline sample, no traceback."
+    offline = Path(__file__).parent.parent/'tools'/'offline'
+    env = dict(os.environ, HOME=str(tmp_path), MLR_NET_LOG=str(tmp_path/'net.log'),  # a home without fastai's downloads
+               PYTHONPATH=os.pathsep.join([str(offline)] + [p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep) if p]))
+    r = subprocess.run([sys.executable, '-m', 'multilabel_regress.cli', 'chapter', '--data', 'full', '--report', str(tmp_path/'r')],
+                       capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+    one_line_error(r, 'downloading https://', 'pascal_2007.tgz failed', "--data sample")
+    assert (tmp_path/'net.log').read_text()  # it really tried, and the network really refused
