@@ -38,12 +38,11 @@ def sample(which:str,           # 'pascal' or 'biwi'
 from .pascal_data import pascal_dls
 from .multilabel import (multilabel_learner, mean_average_precision, per_class_ap, f1_scores,
                                             choose_thresholds, threshold_sweep)
-from .biwi_data import biwi_dls, pose_dls, head_crop, get_ctr, ANGLE_SCALE
-from . import keypoint as _kp
+from .biwi_data import biwi_dls, pose_dls, get_ctr, ANGLE_SCALE
 from .keypoint import keypoint_learner, predict_angles, _sizes
 from .biwi_data import pose_angles
 from .distributed import train_ctx, gather_preds, on_main, is_main, is_distributed, main_first, distrib_setup, distrib_teardown
-from fastai.vision.all import XResNet, imagenet_stats, set_seed, accuracy_multi
+from fastai.vision.all import XResNet, set_seed, accuracy_multi
 
 _CHOICES = dict(which=('pascal','biwi'), task=('multilabel','keypoint'), target=('ctr','angles'), format=('json','csv'),
                 data=('sample','full'), arch=tuple(ARCHS))
@@ -51,7 +50,7 @@ _CHOICES = dict(which=('pascal','biwi'), task=('multilabel','keypoint'), target=
 def _builder(model, stride=None):
     "How `build_model` rebuilds `model`: fastai's vision model, the bare architecture, or the soft-argmax head."
     if isinstance(model, XResNet): return dict(builder='arch')
-    if isinstance(model, torch.nn.Sequential) and isinstance(model[-1], (SoftArgmax, _kp.SoftArgmax)): return dict(builder='softargmax', stride=stride)
+    if isinstance(model, torch.nn.Sequential) and isinstance(model[-1], SoftArgmax): return dict(builder='softargmax', stride=stride)
     return dict(builder='vision')
 
 def _workers(n):
