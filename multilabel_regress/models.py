@@ -79,6 +79,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 from .fast_images import decode_rgb, LazyImage, DraftResizedCrop
+from .image_cache import CachedImage, RandomResizedCropBatch
 
 @contextmanager
 def image_errors(f:Path): # the image file being read inside the block
@@ -194,6 +195,11 @@ def preprocess_meta(dls:DataLoaders, # from `pascal_dls`, `biwi_dls` or `pose_dl
     norm = [t for t in dl.after_batch.fs if isinstance(t, Normalize)]
     if len(norm) != 1: raise UserError("the loaders must normalise their batches once (`Normalize`) for a model folder")
     meta = dict(mean=[float(v) for v in norm[0].mean.flatten()], std=[float(v) for v in norm[0].std.flatten()])
+    crop = [t for t in dl.after_batch.fs if isinstance(t, RandomResizedCropBatch)]
+    cached = [t for t in getattr(dl.dataset, 'tls', [L()])[0].tfms.fs if isinstance(t, CachedImage)] if hasattr(dl.dataset, 'tls') else []
+    if crop and cached:  # `pascal_dls`: decoded once at a presize, cropped on the batch (appendix C)
+        t = crop[0]
+        return dict(meta, preprocess='cached_crop', presize=list(cached[0].presize), size=list(t.size), val_xtra=float(t.val_xtra), mode=t.mode, pad_mode=t.pad_mode)
     aff = [t for t in dl.after_batch.fs if isinstance(t, AffineCoordTfm)]
     t = [t for t in dl.after_item.fs if isinstance(t, (RandomResizedCrop, Resize, RandomHeadCrop))]
     if len(t) > 1 or not (t or aff): raise UserError("the loaders must size their items with one RandomResizedCrop, Resize or RandomHeadCrop, or their batches with `aug_transforms(size=...)`")
@@ -212,6 +218,9 @@ def _steps(meta):
     "The item (how it opens) and the validation transforms of the model `meta` describes."
     from multilabel_regress.biwi_data import HeadCrop, RandomHeadCrop
     size,p = _hw(meta['size']),meta['preprocess']
+    if p == 'cached_crop':
+        return (CachedImage(meta['presize']), noop,
+                RandomResizedCropBatch(size, val_xtra=meta.get('val_xtra', 0.14), mode=meta.get('mode', 'bilinear'), pad_mode=meta.get('pad_mode', 'reflection')))
     if p == 'squish_crop':
         draft = meta.get('draft', True)
         return (LazyImage if draft else PILImage), (DraftResizedCrop if draft else RandomResizedCrop)(size, val_xtra=meta.get('val_xtra', 0.14)), None
@@ -232,7 +241,8 @@ def preprocess(im, # an image file, or a PIL image
     extra = [] if meta['preprocess'] != 'head_crop' else [ctr]
     if extra == [None]: raise UserError("a head-pose model sees a crop around the head: pass its centre (x, y), e.g. from a centre model (mlr predict --centre-model)")
     with image_errors(im):  # decoded as in training: `decode_rgb`, and JPEG draft scale where the training items were lazy
-        if not isinstance(im, Image.Image): x = cls.create(im, *extra)
+        if isinstance(cls, CachedImage): x = cls(im)  # `decode_at`, as the cache was built
+        elif not isinstance(im, Image.Image): x = cls.create(im, *extra)
         else: x = PILImage(decode_rgb(im)) if cls is PILImage else cls(im, im.size, *extra)
         x = tfm(x, split_idx=1) if tfm is not noop else x
     batch = Pipeline([IntToFloatTensor(), *([resample] if resample else []), Normalize.from_stats(meta['mean'], meta['std'], cuda=False)], split_idx=1)

@@ -19,6 +19,7 @@ __all__ = ['pascal_vocab', 'pascal_block', 'pascal_dls', 'ColPath', 'BoolColSpli
 # %% ../nbs/01_pascal_data.ipynb #23aed445
 from .fast_images import (ColPath, BoolColSplitter, decode_rgb, LazyImage, DraftResizedCrop, forked_rng,
                                              SeededDL, PascalRow, pascal_rows)
+from .image_cache import CachedImageBlock, RandomResizedCropBatch, CachedDL
 _all_ = ['ColPath', 'BoolColSplitter', 'decode_rgb', 'LazyImage', 'DraftResizedCrop', 'forked_rng', 'SeededDL', 'PascalRow', 'pascal_rows']
 
 # %% ../nbs/01_pascal_data.ipynb #db9cd73c
@@ -31,18 +32,20 @@ def pascal_vocab(df:pd.DataFrame, # rows with a space-separated `labels` column
 def pascal_block(path:Path,            # a folder in the pascal_2007 layout
                  size:int=128,         # the side of the square crops
                  min_scale:float=0.35, # the smallest crop, as a share of the image's area
-                 draft:bool=True,      # decode JPEGs at reduced size (`LazyImage` + `DraftResizedCrop`)
+                 cache:bool=True,      # decode each image once, at `presize`, and crop batches (appendix C); False: decode every epoch
+                 presize:int=None,     # the side images are cached at; default: `size`*1.25, rounded up to 8 px
+                 draft:bool=True,      # `cache=False`: decode JPEGs at reduced size (`LazyImage` + `DraftResizedCrop`); False: the book's pipeline
                  normalize:bool=True,  # normalize with ImageNet statistics
                  folder:str='train',   # the folder holding the images
                  vocab:list=None,      # the classes (default: every label in the CSV)
                 )->DataBlock:
     "The chapter's multi-label `DataBlock`, with picklable getters and splitter."
-    path = Path(path)
-    crop = (DraftResizedCrop if draft else RandomResizedCrop)(size, min_scale=min_scale)
-    return DataBlock(blocks=(ImageBlock(cls=LazyImage if draft else PILImage), MultiCategoryBlock(vocab=vocab)),
+    path = Path(path); norm = [Normalize.from_stats(*imagenet_stats)] if normalize else []
+    if cache: xblock,item,batch = CachedImageBlock(presize or math.ceil(size*1.25/8)*8),None,[RandomResizedCropBatch(size, min_scale=min_scale), *norm]
+    else: xblock,item,batch = ImageBlock(cls=LazyImage if draft else PILImage),(DraftResizedCrop if draft else RandomResizedCrop)(size, min_scale=min_scale),norm
+    return DataBlock(blocks=(xblock, MultiCategoryBlock(vocab=vocab)),
                      get_items=pascal_rows, get_x=ColPath('fname', pref=path/folder), get_y=ColReader('labels', label_delim=' '),
-                     splitter=BoolColSplitter('is_valid'), item_tfms=crop,
-                     batch_tfms=[Normalize.from_stats(*imagenet_stats)] if normalize else None)
+                     splitter=BoolColSplitter('is_valid'), item_tfms=item, batch_tfms=batch or None)
 
 @delegates(pascal_block)
 def pascal_dls(path:Path,          # a folder in the pascal_2007 layout
@@ -50,7 +53,7 @@ def pascal_dls(path:Path,          # a folder in the pascal_2007 layout
                bs:int=64,          # batch size
                csv:str='train.csv', # the CSV with fname,labels,is_valid
                seed:int=None,      # this loader's own seed for the shuffle and the augmentations (see `SeededDL`); `None`: the global generators
-               num_workers:int=0,  # worker processes (0: decode in the main process)
+               num_workers:int=0,  # worker processes (0: everything in the main process)
                **kwargs,           # passed to `pascal_block`
               )->DataLoaders:
     "Training and validation `DataLoaders` for a folder in the pascal_2007 layout."
@@ -61,4 +64,4 @@ def pascal_dls(path:Path,          # a folder in the pascal_2007 layout
     if miss: raise ValueError(f"{path/csv} has no column {', '.join(miss)}: the header must be fname,labels,is_valid")
     vocab = kwargs.pop('vocab', None) or pascal_vocab(df)
     dblock = pascal_block(path, size=size, vocab=vocab, **kwargs)
-    return dblock.dataloaders(df, bs=bs, num_workers=num_workers, dl_type=SeededDL, seed=seed)
+    return dblock.dataloaders(df, bs=bs, num_workers=num_workers, dl_type=CachedDL, seed=seed)

@@ -34,14 +34,17 @@ def _check(learn, model, meta, files, ctrs=None):
     out = model_outputs(model, meta, files, bs=5, ctrs=ctrs)
     torch.testing.assert_close(out, preds.float(), rtol=0, atol=ATOL)
 
-def test_multilabel_parity(pascal, tmp_path):
+@pytest.mark.parametrize('cache', [True, False])
+def test_multilabel_parity(pascal, tmp_path, cache, monkeypatch):
+    monkeypatch.setenv('MULTILABEL_REGRESS_DATA', str(tmp_path/'cache'))  # the image cache of this copy, built here
     path = tmp_path/'pascal'; shutil.copytree(pascal, path)
     df = pd.read_csv(path/'train.csv'); _odd_modes([path/'train'/f for f in df.fname[df.is_valid]])
-    set_seed(0); dls = pascal_dls(path, size=40, bs=8, seed=0)
+    set_seed(0); dls = pascal_dls(path, size=40, bs=8, seed=0, cache=cache)
     learn = multilabel_learner(dls, 'xresnet_small'); learn.model.eval()
     model,meta = _save_load(learn, dls, tmp_path, task='multilabel', arch='xresnet_small', n_out=len(dls.vocab), builder='arch',
                             vocab=list(dls.vocab), thresholds=[0.5]*len(dls.vocab))
-    assert meta['preprocess'] == 'squish_crop' and meta['draft'] and meta['size'] == [40,40]
+    if cache: assert meta['preprocess'] == 'cached_crop' and meta['presize'] == [56,56] and meta['size'] == [40,40]
+    else: assert meta['preprocess'] == 'squish_crop' and meta['draft'] and meta['size'] == [40,40]
     _check(learn, model, meta, [path/'train'/r.fname for r in dls.valid.items])
 
 @pytest.mark.parametrize('size,presize', [((96,128),(96,128)), ((96,96),(96,96)), ((64,128),(64,128)), ((64,128),None)])
