@@ -54,8 +54,8 @@ def _builder(model, stride=None):
     return dict(builder='vision')
 
 def _workers(n):
-    "Data loading processes: all cores (at most 8), shared between the training processes of one machine."
-    return min(max(1, os.cpu_count() // int(os.environ.get('LOCAL_WORLD_SIZE', 1))), 8) if n is None else n
+    "Data loading processes: none by default, since the loaders gather each batch from the image cache (appendix C) in one memory copy, which workers would only pass along, after starting anew each epoch."
+    return 0 if n is None else n
 
 def _say(*a):
     if is_main(): print(*a, flush=True)
@@ -87,7 +87,7 @@ def train_multilabel(path:str,                 # a folder in the pascal_2007 lay
                      bs:int=32,                # batch size
                      pretrained:bool=False,    # start from ImageNet weights (needs a download)
                      seed:int=42,              # seed for repeatable runs
-                     workers:int=None,         # data loader processes (default: all cores, at most 8)
+                     workers:int=None,         # data loader processes (default 0: batches come from the image cache)
                      speedups:bool=True,       # on a CUDA GPU (one process): pinned memory, bf16 autocast, channels_last (`cuda_speedups`)
                     )->tuple:                  # (learner, metadata for the model folder, probabilities, targets)
     "Train a multi-label classifier on `path`; tune its thresholds on the validation rows."
@@ -120,7 +120,7 @@ def train_keypoint(path:str,                 # a folder in the biwi_head_pose la
                    pretrained:bool=False,    # start from ImageNet weights (needs a download)
                    valid_person:str='13',    # the held-out person folder
                    seed:int=42,              # seed for repeatable runs
-                   workers:int=None,         # data loader processes (default: all cores, at most 8)
+                   workers:int=None,         # data loader processes (default 0: batches come from the image cache)
                    crop_px:float=160,        # angles: the side of the square cut around the head, in pixels of the frame
                    speedups:bool=True,       # on a CUDA GPU (one process): pinned memory, bf16 autocast, channels_last (`cuda_speedups`)
                   )->tuple:                  # (learner, metadata for the model folder, predictions, targets)
