@@ -219,7 +219,8 @@ def choose_thresholds(probs:Tensor, # probabilities [n, c] (after the sigmoid), 
 def _x_type_start(learn):
     "Index of the first type transform that opens an image (skipping getters that read a CSV row)."
     fs = learn.dls.valid_ds.tls[0].tfms.fs if hasattr(learn.dls.valid_ds, 'tls') else learn.dls.valid_ds.tfms.fs
-    return next((i for i,f in enumerate(fs) if str(getattr(f, 'name', '')).endswith('create')), 0)
+    from multilabel_regress.image_cache import CachedImage
+    return next((i for i,f in enumerate(fs) if isinstance(f, CachedImage) or str(getattr(f, 'name', '')).endswith('create')), 0)
 
 def predict_probs(learn:Learner, # a trained multi-label `Learner`
                   items,         # image files (or anything the `DataLoaders`' image block opens)
