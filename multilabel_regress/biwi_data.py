@@ -157,7 +157,7 @@ def biwi_dls(path:Path,           # a biwi_head_pose-style folder (person folder
              valid_person='13',   # the held-out person folder, or a list of them
              bs:int=64,           # batch size
              target:str='ctr',    # 'ctr': the head centre (a point); 'angles': (yaw, pitch, roll)
-             presize=None,        # (h, w) each frame is decoded at before augmentation; `None`: `size` (cached), the full frame (`cache=False`)
+             presize=None,        # (h, w) each frame is decoded at before augmentation (unused without `aug`); `None`: `size` (cached), the full frame (`cache=False`)
              off_image:str='keep', # 'keep' points that augmentation moves off the image (fastai's default), or 'clamp' them
              aug:bool=True,       # use `aug_transforms`; `False`: no augmentation, each frame squished to `size` on loading
              cache:bool=True,     # decode each frame once, at `presize`, into an image cache (appendix C); `False`: decode every epoch
@@ -168,13 +168,14 @@ def biwi_dls(path:Path,           # a biwi_head_pose-style folder (person folder
     "The chapter's BIWI `DataLoaders`: images and their head centre (or angles), one person held out."
     if target not in ('ctr','angles'): raise ValueError(f"target={target!r}: use 'ctr' (the head centre) or 'angles' (yaw, pitch, roll)")
     if off_image not in ('keep','clamp'): raise ValueError(f"off_image={off_image!r}: use 'keep' or 'clamp'")
-    if cache and not (size or presize): raise ValueError("cache=True decodes the frames at one size: pass size or presize, or cache=False for full-size frames")
+    pre = (presize or size) if aug else size  # the size frames are cached at
+    if cache and not pre: raise ValueError("cache=True decodes the frames at one size: pass size or presize, or cache=False for full-size frames")
     files,poses = _frames(path)
     if target == 'angles': kwargs = dict(dict(do_flip=False, max_rotate=0.), **kwargs)
     tfms = aug_transforms(size=size, **kwargs) if aug else []
     if off_image == 'clamp': tfms.append(ClampPoints())
     if cache:  # frames squished to `presize` once; the points in [-1, 1] of the original frame, which a squish leaves in place
-        xblock = CachedImageBlock((presize or size) if aug else size); item,dl_type = None,CachedDL
+        xblock,item,dl_type = CachedImageBlock(pre),None,CachedDL
         get_ctr,yblock = _UnitCentre(poses.getter('ctr'), xblock.type_tfms[0]),_unit_point_block()
         if num_workers is None: num_workers = 0
     else:
