@@ -276,6 +276,7 @@ class _WithCentre:
 
 class CachedHeadCrop(CachedImage):
     "The type transform of cached head crops: every frame decoded once, at `presize`, into an `ImageCache`; an item becomes a `HeadCrop` over its pixels (a frame outside the cache is decoded now, the same way)."
+    input_types = (str, Path, Image.Image, HeadCrop)  # so that `test_dl` of `HeadCrop`s (`predict_angles`) starts here, not after it
     def __init__(self, presize, # (height, width) every frame is squished to
                  get_ctr=None,  # the head centre (x, y) of a frame file, in its pixels (a `HeadCrop` item brings its own)
                  **kwargs):     # passed to `CachedImage`

@@ -363,6 +363,15 @@ def test_cached_head_crops_are_the_uncached_ones(biwi):
     for a,b in [(c.valid, u.valid), (c.train, u.train)]:
         for (xa,ya),(xb,yb) in zip(a, b): assert torch.equal(xa, xb) and torch.equal(ya, yb)
 
+def test_head_crop_items_are_cut_from_the_cache(biwi, tmp_path):
+    "`test_dl` of `HeadCrop`s (as `predict_angles` makes them) crops the cached frames, as validation does, even where decoding the file would differ (a PNG: no draft scale)."
+    d = tmp_path/'biwi'; shutil.copytree(biwi, d)
+    for f in (d/'13').glob('*_rgb.jpg'): Image.open(f).save(f, 'PNG')
+    dls = pose_dls(d, size=32, bs=8, num_workers=0)
+    files = dls.valid.items; ctrs = [dls.poses[f]['ctr'] for f in files]
+    a = dls.test_dl(L(HeadCrop.create(f, c) for f,c in zip(files, ctrs))).one_batch()[0]
+    assert torch.equal(a, dls.valid.one_batch()[0]) and torch.equal(a, dls.test_dl(files).one_batch()[0])
+
 def test_pose_dls_shares_the_frame_cache(biwi):
     "At the defaults (64 px crops of 160 px squares, 240x320 batches), `pose_dls` crops from the frames `biwi_dls` cached."
     from multilabel_regress.image_cache import CachedImage
