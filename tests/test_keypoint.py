@@ -266,6 +266,7 @@ def test_cached_targets_are_the_uncached_ones(biwi_320, aug):
     c.poses.table[str(g)] = c.poses[f]
     ty = c.test_dl([f, g], with_labels=True).one_batch()[1]
     assert torch.equal(ty[0], ty[1]) and torch.equal(ty[0], c.valid.one_batch()[1][0])
+    assert torch.equal(c.test_dl([str(f), str(g)]).one_batch()[0], c.test_dl([f, g]).one_batch()[0])  # file names as strings too
 
 def test_cached_loaders_open_no_file_per_epoch(biwi, monkeypatch):
     "Once the frames are cached, a pass of `biwi_dls` or `pose_dls` (training or validation) opens no image file."
