@@ -140,7 +140,8 @@ def _frame_size(f, img=None):
     "(width, height) of frame `f` as it is on disk: from the image cache of `img` (a `CachedImage`) where it holds `f`, else from the file's header."
     c = getattr(img, 'cache', None); r = c.row(f) if c is not None and isinstance(f, (str, Path)) else None
     if r is not None: return tuple(int(v) for v in c.sizes[r])
-    with Image.open(f) as im: return im.size
+    from multilabel_regress.models import image_errors
+    with image_errors(f), Image.open(f) as im: return im.size
 
 class _UnitCentre:
     "A picklable `get_y`: the head centre in [-1, 1] of the original frame, as `PointScaler` scales it on the full-size frame."
@@ -298,7 +299,8 @@ class CachedHeadCrop(CachedImage):
 
 def _pose_presize(f, px, size, zoom):
     "(height, width) at which frames like `f` hold every training crop at `size` or more pixels: a multiple of 1/8 of the frame, at most all of it."
-    with Image.open(f) as im: w,h = im.size
+    from multilabel_regress.models import image_errors
+    with image_errors(f), Image.open(f) as im: w,h = im.size
     k = min(1., math.ceil(size/(px*math.exp(-zoom))*8)/8)
     return (round(h*k), round(w*k))
 
