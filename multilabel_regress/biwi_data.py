@@ -9,10 +9,12 @@ from functools import lru_cache
 from fastai.vision.all import *
 from .datasets import get_biwi, read_pose_file, read_cal_file, DatasetError, BIWI_K
 from .pascal_data import SeededDL
+from .image_cache import CachedImage, CachedImageBlock, CachedDL, decode_at
 
 # %% auto #0
 __all__ = ['ANGLE_SCALE', 'img2pose', 'read_cal', 'get_ctr', 'pose_angles', 'BiwiPoses', 'PersonSplitter', 'ClampPoints',
-           'biwi_dls', 'count_off_image', 'HeadCrop', 'head_crop', 'RandomHeadCrop', 'FlipPose', 'pose_dls']
+           'biwi_dls', 'count_off_image', 'HeadCrop', 'head_crop', 'RandomHeadCrop', 'FlipPose', 'CachedHeadCrop',
+           'pose_dls']
 
 # %% ../nbs/04_biwi_data.ipynb #12cf5d19
 def img2pose(f:Path, # an image `frame_XXXXX_rgb.jpg`
@@ -127,38 +129,66 @@ def _frames(path):
     if not files: raise DatasetError(f"{path} holds no images: pass the biwi_head_pose folder that holds 01, 02, ...")
     return files, BiwiPoses(files)
 
-def _loaders(db, files, poses, target, bs, num_workers, seed):
-    "`db.dataloaders(files)` as `SeededDL`s with their own `seed`, and the poses and the target kept on the result."
-    dls = db.dataloaders(files, bs=bs, dl_type=SeededDL, seed=seed, **({} if num_workers is None else dict(num_workers=num_workers)))
+def _loaders(db, files, poses, target, bs, num_workers, seed, dl_type=SeededDL):
+    "`db.dataloaders(files)` as `dl_type` (a `SeededDL`) with their own `seed`, and the poses and the target kept on the result."
+    dls = db.dataloaders(files, bs=bs, dl_type=dl_type, seed=seed, **({} if num_workers is None else dict(num_workers=num_workers)))
     dls.poses,dls.target = poses,target
     return dls
 
+# %% ../nbs/04_biwi_data.ipynb #0c730b76
+def _frame_size(f, img=None):
+    "(width, height) of frame `f` as it is on disk: from the image cache of `img` (a `CachedImage`) where it holds `f`, else from the file's header."
+    c = getattr(img, 'cache', None); r = c.row(f) if c is not None and isinstance(f, (str, Path)) else None
+    if r is not None: return tuple(int(v) for v in c.sizes[r])
+    from multilabel_regress.models import image_errors
+    with image_errors(f), Image.open(f) as im: return im.size
+
+class _UnitCentre:
+    "A picklable `get_y`: the head centre in [-1, 1] of the original frame, as `PointScaler` scales it on the full-size frame."
+    def __init__(self, get, img=None): self.get,self.img = get,img
+    def __call__(self, f): return self.get(f)*2/tensor(_frame_size(f, self.img)).float() - 1
+
+def _unit_point_block():
+    "`PointBlock` for points already in [-1, 1]: its `PointScaler` (one per `DataBlock`: it keeps state) does not scale them."
+    return TransformBlock(type_tfms=TensorPoint.create, item_tfms=PointScaler(do_scale=False))
+
+# %% ../nbs/04_biwi_data.ipynb #d44aa494
 def biwi_dls(path:Path,           # a biwi_head_pose-style folder (person folders 01, 02, ...)
              size=(240,320),      # the images' size in the batch, (height, width)
              valid_person='13',   # the held-out person folder, or a list of them
              bs:int=64,           # batch size
              target:str='ctr',    # 'ctr': the head centre (a point); 'angles': (yaw, pitch, roll)
-             presize=None,        # resize each image to this (h, w) when loading, before augmentation; `None`: full size (unused without `aug`)
+             presize=None,        # (h, w) each frame is decoded at before augmentation (unused without `aug`); `None`: `size` (cached), the full frame (`cache=False`)
              off_image:str='keep', # 'keep' points that augmentation moves off the image (fastai's default), or 'clamp' them
              aug:bool=True,       # use `aug_transforms`; `False`: no augmentation, each frame squished to `size` on loading
-             num_workers:int=None, # data loader processes; `None`: fastai's default
+             cache:bool=True,     # decode each frame once, at `presize`, into an image cache (appendix C); `False`: decode every epoch
+             num_workers:int=None, # data loader processes; `None`: 0 when cached, else fastai's default
              seed:int=None,       # the loaders' own seed for the shuffle and the augmentations (global state untouched); `None`: the global generators
              **kwargs,            # passed to `aug_transforms` (`max_zoom`, `max_rotate`, `do_flip`, ...)
             )->DataLoaders:
     "The chapter's BIWI `DataLoaders`: images and their head centre (or angles), one person held out."
     if target not in ('ctr','angles'): raise ValueError(f"target={target!r}: use 'ctr' (the head centre) or 'angles' (yaw, pitch, roll)")
     if off_image not in ('keep','clamp'): raise ValueError(f"off_image={off_image!r}: use 'keep' or 'clamp'")
+    pre = (presize or size) if aug else size  # the size frames are cached at
+    if cache and not pre: raise ValueError("cache=True decodes the frames at one size: pass size or presize, or cache=False for full-size frames")
     files,poses = _frames(path)
     if target == 'angles': kwargs = dict(dict(do_flip=False, max_rotate=0.), **kwargs)
-    if aug: item,tfms = Resize(presize) if presize else None, aug_transforms(size=size, **kwargs)
-    else: item,tfms = Resize(size, method=ResizeMethod.Squish) if size else None, []  # fastai's `Resize` resizes items, not batches
+    tfms = aug_transforms(size=size, **kwargs) if aug else []
     if off_image == 'clamp': tfms.append(ClampPoints())
-    yblock = PointBlock if target == 'ctr' else RegressionBlock(n_out=3)
-    db = DataBlock(blocks=(ImageBlock, yblock), get_items=noop, splitter=PersonSplitter(valid_person),
-                   get_y=poses.getter(target) if target == 'ctr' else _ScaledAngles(poses.getter('angles')),
+    if cache:  # frames squished to `presize` once; the points in [-1, 1] of the original frame, which a squish leaves in place
+        xblock,item,dl_type = CachedImageBlock(pre),None,CachedDL
+        xblock.type_tfms[0].input_types = (str, Path)  # `test_dl` of file names, as `PILImage.create` takes them
+        get_ctr,yblock = _UnitCentre(poses.getter('ctr'), xblock.type_tfms[0]),_unit_point_block()
+        if num_workers is None: num_workers = 0
+    else:
+        xblock,dl_type,get_ctr,yblock = ImageBlock,SeededDL,poses.getter('ctr'),PointBlock
+        if aug: item = Resize(presize) if presize else None
+        else: item = Resize(size, method=ResizeMethod.Squish) if size else None  # fastai's `Resize` resizes items, not batches
+    db = DataBlock(blocks=(xblock, yblock if target == 'ctr' else RegressionBlock(n_out=3)), get_items=noop, splitter=PersonSplitter(valid_person),
+                   get_y=get_ctr if target == 'ctr' else _ScaledAngles(poses.getter('angles')),
                    item_tfms=item,
                    batch_tfms=[*tfms, Normalize.from_stats(*imagenet_stats)])
-    return _loaders(db, files, poses, target, bs, num_workers, seed)
+    return _loaders(db, files, poses, target, bs, num_workers, seed, dl_type)
 
 # %% ../nbs/04_biwi_data.ipynb #c3b5c0bf
 def count_off_image(dl, # a training `DataLoader` whose targets are points
@@ -176,6 +206,7 @@ from .pascal_data import LazyImage
 
 class HeadCrop(LazyImage):
     "An image file (header read, not decoded) and the head centre `ctr` (x, y) in its pixels: the input of a head-pose model."
+    frame = None  # the frame's pixels already decoded (uint8 [h, w, 3], any scale), e.g. from an image cache: then nothing is decoded
     def __init__(self, src, size, ctr, im=None): super().__init__(src, size, im); self.ctr = tuple(float(v) for v in ctr)
     @classmethod
     def create(cls, o, # a `HeadCrop`, or an image file (then `ctr` is needed)
@@ -187,16 +218,25 @@ class HeadCrop(LazyImage):
         return cls(li.src, li.size, ctr, li._im)
     def __repr__(self): return f"{super().__repr__()} ctr=({self.ctr[0]:.1f}, {self.ctr[1]:.1f})"
 
-def head_crop(im:Image.Image, # the frame, possibly decoded at a reduced (draft) scale `k`
+def _crop_pad(a, box):
+    "The pixels of array `a` [h, w, c] in `box` (left, top, right, bottom), zero outside `a`, as PIL's `crop` gives them."
+    l,t,r,b = box; out = np.zeros((b-t, r-l, a.shape[2]), a.dtype)
+    x0,y0,x1,y1 = max(l,0),max(t,0),min(r,a.shape[1]),min(b,a.shape[0])
+    if x1 > x0 and y1 > y0: out[y0-t:y1-t, x0-l:x1-l] = a[y0:y1, x0:x1]
+    return out
+
+def head_crop(im,             # the frame (a PIL image or uint8 array [h, w, 3]), possibly decoded at a reduced scale `k`
               ctr,            # the head centre (x, y) in pixels of the full-size frame
               px:float=160,   # the side of the square to cut, in pixels of the full-size frame
               size:int=64,    # the side of the result
-              k:float=1.,     # the scale `im` was decoded at, relative to the full-size frame
+              k=1.,           # the scale `im` is at, relative to the full-size frame: one number, or (x scale, y scale)
              )->Image.Image:
     "The `px` x `px` square of `im` centred on `ctr`, resized to `size` x `size` (black outside the frame)."
     (cx,cy),h = (float(v) for v in ctr), px/2
-    box = tuple(int(round(v*k)) for v in (cx-h, cy-h, cx+h, cy+h))
-    return im.crop(box).resize((size,size), Image.BILINEAR)
+    kx,ky = (k,k) if np.ndim(k) == 0 else k
+    box = tuple(int(round(v*s)) for v,s in ((cx-h,kx), (cy-h,ky), (cx+h,kx), (cy+h,ky)))
+    crop = Image.fromarray(_crop_pad(im, box)) if isinstance(im, np.ndarray) else im.crop(box)
+    return crop.resize((size,size), Image.BILINEAR)
 
 # %% ../nbs/04_biwi_data.ipynb #0894b6e9
 class RandomHeadCrop(RandTransform):
@@ -215,9 +255,10 @@ class RandomHeadCrop(RandTransform):
             self.s = math.exp(random.uniform(-self.zoom, self.zoom))
         else: self.d,self.s = (0.,0.),1.
     def encodes(self, x:HeadCrop):
-        px = self.px*self.s; w,h = x.size; sc = self.size/px
+        px = self.px*self.s; w,h = x.size; sc = self.size/px; ctr = (x.ctr[0]+self.d[0], x.ctr[1]+self.d[1])
+        if x.frame is not None: return PILImage(head_crop(x.frame, ctr, px, self.size, k=(x.frame.shape[1]/w, x.frame.shape[0]/h)))
         im = x.open(need=(math.ceil(w*sc), math.ceil(h*sc)))
-        return PILImage(head_crop(im, (x.ctr[0]+self.d[0], x.ctr[1]+self.d[1]), px, self.size, k=im.size[0]/w))
+        return PILImage(head_crop(im, ctr, px, self.size, k=im.size[0]/w))
 
 _MIRROR = tensor([-1.,1.,-1.])
 class FlipPose(ItemTransform):
@@ -235,6 +276,35 @@ class _WithCentre:
     def __init__(self, get): self.get = get
     def __call__(self, f): return f if isinstance(f, HeadCrop) else HeadCrop.create(f, self.get(f))
 
+class CachedHeadCrop(CachedImage):
+    "The type transform of cached head crops: every frame decoded once, at `presize`, into an `ImageCache`; an item becomes a `HeadCrop` over its pixels (a frame outside the cache is decoded now, the same way)."
+    input_types = (str, Path, Image.Image, HeadCrop)  # so that `test_dl` of `HeadCrop`s (`predict_angles`) starts here, not after it
+    def __init__(self, presize, # (height, width) every frame is squished to
+                 get_ctr=None,  # the head centre (x, y) of a frame file, in its pixels (a `HeadCrop` item brings its own)
+                 **kwargs):     # passed to `CachedImage`
+        super().__init__(presize, **kwargs); self.get_ctr = get_ctr
+    def _item(self, src, ctr):
+        "A `HeadCrop` of `src` around `ctr` over the cached pixels of `src`, or over `src` decoded now at `presize`."
+        r = self.cache.row(src) if self.cache is not None and isinstance(src, (str, Path)) else None
+        if r is not None: a,sz = self.cache.pixels[r],self.cache.sizes[r]  # a view of the memory map: only the crop is copied
+        else:
+            from multilabel_regress.models import image_errors
+            with image_errors(src): a,sz = decode_at(src, self.presize)
+        res = HeadCrop(src, sz, ctr); res.frame = a
+        return res
+    def encodes(self, o:str|Path|Image.Image):  # a frame: its centre from `get_ctr`
+        if self.get_ctr is None: raise ValueError(f"{o}: a head crop needs the head centre (x, y) in pixels")
+        return self._item(o, self.get_ctr(o))
+    def encodes(self, o:HeadCrop): return self._item(o.src, o.ctr)  # a frame with its centre (`test_dl`, `predict_angles`)
+
+def _pose_presize(f, px, size, zoom):
+    "(height, width) at which frames like `f` hold every training crop at `size` or more pixels: a multiple of 1/8 of the frame, at most all of it."
+    from multilabel_regress.models import image_errors
+    with image_errors(f), Image.open(f) as im: w,h = im.size
+    k = min(1., math.ceil(size/(px*math.exp(-zoom))*8)/8)
+    return (round(h*k), round(w*k))
+
+# %% ../nbs/04_biwi_data.ipynb #3303a726
 def pose_dls(path:Path,            # a biwi_head_pose-style folder (person folders 01, 02, ...)
              px:float=160,         # the side of the square cut around each head, in pixels of the frame
              size:int=64,          # the side of the crops in the batch
@@ -244,14 +314,21 @@ def pose_dls(path:Path,            # a biwi_head_pose-style folder (person folde
              shift:float=0.08,     # training: random move of the square, share of its side
              zoom:float=0.1,       # training: random scale of the square (log)
              lighting:float=0.2,   # training: random brightness and contrast (0: none)
-             num_workers:int=None, # data loader processes; `None`: fastai's default
+             cache:bool=True,      # decode each frame once, at `presize`, into an image cache (appendix C); `False`: decode every epoch
+             presize=None,         # (h, w) the frames are cached at; `None`: the smallest 1/8 of the frame that keeps every crop's detail
+             num_workers:int=None, # data loader processes; `None`: 0 when cached, else fastai's default
              seed:int=None,        # seed for the shuffling and the augmentations
             )->DataLoaders:
     "Head crops and their (yaw, pitch, roll) / `ANGLE_SCALE`, one person held out: the data of a head-pose model."
     files,poses = _frames(path)
     light = [Brightness(lighting), Contrast(lighting)] if lighting else []
-    db = DataBlock(blocks=(ImageBlock(cls=HeadCrop), RegressionBlock(n_out=3)), get_items=noop,
-                   splitter=PersonSplitter(valid_person), get_x=_WithCentre(poses.getter('ctr')),
+    if cache:
+        xblock = TransformBlock(type_tfms=CachedHeadCrop(presize or _pose_presize(files[0], px, size, zoom), poses.getter('ctr')), batch_tfms=IntToFloatTensor)
+        get_x = None
+        if num_workers is None: num_workers = 0
+    else: xblock,get_x = ImageBlock(cls=HeadCrop),_WithCentre(poses.getter('ctr'))
+    db = DataBlock(blocks=(xblock, RegressionBlock(n_out=3)), get_items=noop,
+                   splitter=PersonSplitter(valid_person), get_x=get_x,
                    get_y=_ScaledAngles(poses.getter('angles')),
                    item_tfms=[RandomHeadCrop(size, px, shift, zoom)] + ([FlipPose()] if flip else []),
                    batch_tfms=[*light, Normalize.from_stats(*imagenet_stats)])

@@ -190,7 +190,7 @@ def _hw(sz): return [int(sz[0]), int(sz[-1])] if isinstance(sz, (list, tuple)) e
 def preprocess_meta(dls:DataLoaders, # from `pascal_dls`, `biwi_dls` or `pose_dls`
                    )->dict:          # the model.json keys `preprocess` reads: size, preprocess, mean, std, ...
     "How `dls` prepared its validation images, as the model.json keys that make `preprocess` do the same."
-    from multilabel_regress.biwi_data import RandomHeadCrop
+    from multilabel_regress.biwi_data import RandomHeadCrop, CachedHeadCrop
     dl = dls.valid
     norm = [t for t in dl.after_batch.fs if isinstance(t, Normalize)]
     if len(norm) != 1: raise UserError("the loaders must normalise their batches once (`Normalize`) for a model folder")
@@ -202,6 +202,12 @@ def preprocess_meta(dls:DataLoaders, # from `pascal_dls`, `biwi_dls` or `pose_dl
         return dict(meta, preprocess='cached_crop', presize=list(cached[0].presize), size=list(t.size), val_xtra=float(t.val_xtra), mode=t.mode, pad_mode=t.pad_mode)
     aff = [t for t in dl.after_batch.fs if isinstance(t, AffineCoordTfm)]
     t = [t for t in dl.after_item.fs if isinstance(t, (RandomResizedCrop, Resize, RandomHeadCrop))]
+    if cached and isinstance(cached[0], CachedHeadCrop) and len(t) == 1 and isinstance(t[0], RandomHeadCrop):  # `pose_dls`: crops cut from cached frames
+        return dict(meta, preprocess='cached_head_crop', presize=list(cached[0].presize), size=[t[0].size]*2, crop_px=float(t[0].px))
+    if cached and not t:  # `biwi_dls`: frames decoded once at a presize, resampled to `size` on the batch where `aug_transforms` does
+        a = aff[0] if aff else None
+        return dict(meta, preprocess='cached_resize', presize=list(cached[0].presize), size=_hw(a.size) if a and a.size is not None else list(cached[0].presize),
+                    resample=dict(mode=a.mode, pad_mode=str(a.pad_mode), align_corners=a.align_corners) if a else False)
     if len(t) > 1 or not (t or aff): raise UserError("the loaders must size their items with one RandomResizedCrop, Resize or RandomHeadCrop, or their batches with `aug_transforms(size=...)`")
     t = t[0] if t else None
     if isinstance(t, RandomResizedCrop):
@@ -216,7 +222,7 @@ _AUG_RESAMPLE = dict(mode='bilinear', pad_mode='reflection', align_corners=True)
 
 def _steps(meta):
     "The item (how it opens) and the validation transforms of the model `meta` describes."
-    from multilabel_regress.biwi_data import HeadCrop, RandomHeadCrop
+    from multilabel_regress.biwi_data import HeadCrop, RandomHeadCrop, CachedHeadCrop
     size,p = _hw(meta['size']),meta['preprocess']
     if p == 'cached_crop':
         return (CachedImage(meta['presize']), noop,
@@ -230,18 +236,23 @@ def _steps(meta):
         rsp = meta.get('resample', _AUG_RESAMPLE)  # folders without the key: `biwi_dls` with `aug_transforms`, as `mlr train` used
         return PILImage, rs, (AffineCoordTfm(size=tuple(size), **rsp) if rsp else None)
     if p == 'head_crop': return HeadCrop, RandomHeadCrop(size[0], meta['crop_px']), None
+    if p == 'cached_resize':
+        rsp = meta['resample']
+        return CachedImage(meta['presize']), noop, (AffineCoordTfm(size=tuple(size), **rsp) if rsp else None)
+    if p == 'cached_head_crop': return CachedHeadCrop(meta['presize']), RandomHeadCrop(size[0], meta['crop_px']), None
     raise ModelFolderError(f"unknown preprocess {p!r} in model.json: re-save the model")
 
 def preprocess(im, # an image file, or a PIL image
                meta:dict, # the model folder's metadata (`read_model_meta`)
-               ctr=None, # 'head_crop' models: the head centre (x, y) in pixels of `im`
+               ctr=None, # head-crop models: the head centre (x, y) in pixels of `im`
               )->Tensor: # normalised, [3,h,w]
     "The image `im` as a normalised `[3,h,w]` tensor, by the validation transforms of the model's training data."
+    from multilabel_regress.biwi_data import HeadCrop
     cls,tfm,resample = _steps(meta)
-    extra = [] if meta['preprocess'] != 'head_crop' else [ctr]
+    extra = [ctr] if meta['preprocess'] in ('head_crop', 'cached_head_crop') else []
     if extra == [None]: raise UserError("a head-pose model sees a crop around the head: pass its centre (x, y), e.g. from a centre model (mlr predict --centre-model)")
     with image_errors(im):  # decoded as in training: `decode_rgb`, and JPEG draft scale where the training items were lazy
-        if isinstance(cls, CachedImage): x = cls(im)  # `decode_at`, as the cache was built
+        if isinstance(cls, CachedImage): x = cls(HeadCrop.create(im, *extra) if extra else im)  # `decode_at`, as the cache was built
         elif not isinstance(im, Image.Image): x = cls.create(im, *extra)
         else: x = PILImage(decode_rgb(im)) if cls is PILImage else cls(im, im.size, *extra)
         x = tfm(x, split_idx=1) if tfm is not noop else x

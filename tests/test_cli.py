@@ -228,6 +228,8 @@ def test_evaluate_any_csv_and_folder(data, ml_model, capsys):
 
 def test_keypoint_train_evaluate_predict(data, kp_model, capsys):
     d,_,b = data
+    meta = json.loads((kp_model/'model.json').read_text())  # frames cached at the batch size, resampled as `aug_transforms` does
+    assert meta['preprocess'] == 'cached_resize' and meta['presize'] == meta['size'] == [48,64] and meta['resample']['align_corners']
     run(capsys, 'evaluate', kp_model, '--path', b, '--json-out', d/'k.json')
     m = json.loads((d/'k.json').read_text())
     assert m['persons'] == ['13'] and m['images'] == 2 and m['rmse_px'] > 0
@@ -267,7 +269,8 @@ def test_pose_model_crops_around_the_head(data, pose_model, kp_model, capsys):
     "A head-pose model is trained on crops; it evaluates on true or predicted centres and predicts through a centre model."
     d,_,b = data
     meta = json.loads((pose_model/'model.json').read_text())
-    assert meta['target'] == 'angles' and meta['preprocess'] == 'head_crop' and meta['crop_px'] == 160 and meta['size'] == [32,32]
+    assert meta['target'] == 'angles' and meta['preprocess'] == 'cached_head_crop' and meta['crop_px'] == 160 and meta['size'] == [32,32]
+    assert meta['presize'] == [120,160]  # the frames cached at a quarter: 32 px crops of 160 px squares need no more
     run(capsys, 'evaluate', pose_model, '--path', b, '--json-out', d/'p.json')
     m = json.loads((d/'p.json').read_text())
     assert m['target'] == 'angles' and m['centres'].startswith('true') and m['images'] == 2 and m['mae_deg'] >= 0

@@ -14,6 +14,11 @@ def _global_state():
     return (random.getstate(), np.random.get_state()[1].tolist(), torch.get_rng_state().tolist(),
             torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
 
+@pytest.fixture(autouse=True)
+def _image_cache(tmp_path_factory, monkeypatch):
+    "The loaders' image caches (each image decoded once) go to this session's temporary folder, not the user's."
+    monkeypatch.setenv('MULTILABEL_REGRESS_DATA', str(tmp_path_factory.getbasetemp()/'image_cache'))
+
 @pytest.fixture(params=['pascal', 'biwi', 'pose'])
 def make(request, pascal, biwi):
     "Builds one kind of small loaders: make(seed, **kwargs) -> DataLoaders."

@@ -14,6 +14,11 @@ from scipy.spatial.transform import Rotation
 pytestmark = [pytest.mark.filterwarnings('error::DeprecationWarning:multilabel_regress'),
               pytest.mark.filterwarnings('error::FutureWarning:multilabel_regress')]
 
+@pytest.fixture(autouse=True)
+def _image_cache(tmp_path_factory, monkeypatch):
+    "The frames' image caches (`biwi_dls` and `pose_dls` decode each frame once) go to this session's temporary folder, not the user's."
+    monkeypatch.setenv('MULTILABEL_REGRESS_DATA', str(tmp_path_factory.getbasetemp()/'image_cache'))
+
 R22 = np.array([[0.999485,-0.00797222,-0.031067],[-0.00416483,0.928156,-0.372168],[0.031802,0.372106,0.927645]])
 CTR22 = [62.3638, 96.2159, 979.839]
 
@@ -166,10 +171,11 @@ def test_biwi_dls_holds_out_13(biwi):
     assert ay.shape == (3,3)
     assert_close(ay[0].as_subclass(torch.Tensor)*ANGLE_SCALE, torch.tensor(pose_angles(adls.valid.items[0]), dtype=torch.float32), atol=1e-3, rtol=0)
 
+@pytest.mark.parametrize('cache', [True, False])
 @pytest.mark.parametrize('size', [(48,48), (36,64), (48,64)])
-def test_biwi_dls_without_aug(biwi, size):
-    "aug=False: frames squished to `size` on loading, training and validation alike; the points still the head centres."
-    dls = biwi_dls(biwi, size=size, bs=8, aug=False, num_workers=0)
+def test_biwi_dls_without_aug(biwi, size, cache):
+    "aug=False: frames squished to `size` on loading (or cached at it), training and validation alike; the points still the head centres."
+    dls = biwi_dls(biwi, size=size, bs=8, aug=False, num_workers=0, cache=cache)
     for dl in (dls.valid, dls.train.new(shuffle=False)):
         xb,yb = dl.one_batch()
         assert xb.shape[1:] == (3, *size)
@@ -224,10 +230,11 @@ def biwi_320(biwi, tmp_path):
     (d/'13'/'rgb.cal').write_text(cal)
     return d
 
+@pytest.mark.parametrize('cache', [True, False])
 @pytest.mark.parametrize('valid_person', ['13', ['13', '07']])
-def test_pixel_rmse_in_each_frames_pixels(biwi_320, valid_person):
+def test_pixel_rmse_in_each_frames_pixels(biwi_320, valid_person, cache):
     "PixelRMSE measures each frame in its own pixels: 320x240 frames alone, or mixed with 640x480 ones."
-    dls = biwi_dls(biwi_320, size=(48,64), bs=4, aug=False, valid_person=valid_person, num_workers=0)
+    dls = biwi_dls(biwi_320, size=(48,64), bs=4, aug=False, valid_person=valid_person, num_workers=0, cache=cache)
     learn = keypoint_learner(dls, arch='xresnet_small', pretrained=False)
     learn.model = ConstantModel((0.5,-0.5))
     files = dls.valid.items
@@ -243,6 +250,30 @@ def test_pixel_rmse_in_each_frames_pixels(biwi_320, valid_person):
     learn.get_preds(dl=[dls.valid.one_batch()])  # a bare batch, as `show_results` passes: no items, no pixels, no error
     if valid_person != '13':  # several sizes: the items must come in order
         with pytest.raises(ValueError, match='in order'): learn.validate(dl=dls.valid.new(shuffle=True))
+
+@pytest.mark.parametrize('aug', [True, False])
+def test_cached_targets_are_the_uncached_ones(biwi_320, aug):
+    "Frames of 320x240 and 640x480 cached at 48x64: every target is the head centre in [-1, 1] of its original frame, as `PointBlock` makes it without the cache, augmented the same way for the same seed."
+    kw = dict(size=(48,64), presize=(48,64), bs=4, valid_person=['13','07'], num_workers=0, seed=0, aug=aug)
+    c,u = biwi_dls(biwi_320, **kw),biwi_dls(biwi_320, cache=False, **kw)
+    assert {Image.open(f).size for f in c.valid.items} == {(320,240), (640,480)}
+    for a,b in [(c.valid, u.valid), (c.train, u.train)]:
+        for (xa,ya),(xb,yb) in zip(a, b):
+            assert xa.shape == xb.shape == (len(xa),3,48,64)
+            assert_close(ya.as_subclass(torch.Tensor), yb.as_subclass(torch.Tensor), atol=1e-6, rtol=0)
+    # a frame outside the cache (a copy): its size from its header, its target the same
+    f = c.valid.items[0]; g = biwi_320/'13'/('copy_' + Path(f).name); shutil.copy(f, g); shutil.copy(str(f)[:-7]+'pose.txt', str(g)[:-7]+'pose.txt')
+    c.poses.table[str(g)] = c.poses[f]
+    ty = c.test_dl([f, g], with_labels=True).one_batch()[1]
+    assert torch.equal(ty[0], ty[1]) and torch.equal(ty[0], c.valid.one_batch()[1][0])
+    assert torch.equal(c.test_dl([str(f), str(g)]).one_batch()[0], c.test_dl([f, g]).one_batch()[0])  # file names as strings too
+
+def test_cached_loaders_open_no_file_per_epoch(biwi, monkeypatch):
+    "Once the frames are cached, a pass of `biwi_dls` or `pose_dls` (training or validation) opens no image file."
+    b,p = biwi_dls(biwi, size=(24,32), bs=8, num_workers=0),pose_dls(biwi, size=24, bs=8, num_workers=0)
+    monkeypatch.setattr(Image, 'open', lambda *a, **k: pytest.fail(f'opened {a[0]}'))
+    for dl in (b.train, b.valid, p.train, p.valid):
+        for xb,yb in dl: assert xb.dtype == torch.float32
 
 def test_predict_angles_in_degrees(biwi):
     dls = biwi_dls(biwi, size=(48,64), bs=8, target='angles', num_workers=0)
@@ -317,6 +348,38 @@ def test_flip_pose_negates_yaw_and_roll():
     M = np.diag([-1.,1.,1.])  # a mirrored head's rotation is M R M: yaw and roll change sign
     for a in [(30,-20,10), (-60,35,-20)]:
         np.testing.assert_allclose(pose_angles(M@rotation_from_angles(*a)@M), (-a[0], a[1], -a[2]), atol=1e-9)
+
+def test_head_crop_of_an_array_is_the_pil_crop(biwi):
+    "`head_crop` of a uint8 array (a cached frame) gives the pixels of `head_crop` of the PIL image: inside, across the edge, outside, at any scale."
+    im = Image.open(next(biwi.glob('13/*_rgb.jpg'))).convert('RGB')
+    for ctr,px,k in [((300.5,200.5),160,1.), ((5.,5.),100,1.), ((630.,470.),120,0.5), ((-200.,-200.),50,1.), ((320.,240.),700,1.), ((320.,240.),160,(0.5,0.25))]:
+        kx,ky = (k,k) if np.ndim(k) == 0 else k
+        f = im.resize((round(640*kx), round(480*ky)))
+        assert np.array_equal(np.asarray(head_crop(np.asarray(f), ctr, px, 16, k)), np.asarray(head_crop(f, ctr, px, 16, k))), (ctr,px,k)
+
+def test_cached_head_crops_are_the_uncached_ones(biwi):
+    "JPEG frames cached at the draft scale that the uncached crops decode at (a quarter, for 32 px crops of 160 px): the same batches for the same seed."
+    kw = dict(size=32, bs=8, num_workers=0, seed=0)
+    c,u = pose_dls(biwi, **kw),pose_dls(biwi, cache=False, **kw)
+    for a,b in [(c.valid, u.valid), (c.train, u.train)]:
+        for (xa,ya),(xb,yb) in zip(a, b): assert torch.equal(xa, xb) and torch.equal(ya, yb)
+
+def test_head_crop_items_are_cut_from_the_cache(biwi, tmp_path):
+    "`test_dl` of `HeadCrop`s (as `predict_angles` makes them) crops the cached frames, as validation does, even where decoding the file would differ (a PNG: no draft scale)."
+    d = tmp_path/'biwi'; shutil.copytree(biwi, d)
+    for f in (d/'13').glob('*_rgb.jpg'): Image.open(f).save(f, 'PNG')
+    dls = pose_dls(d, size=32, bs=8, num_workers=0)
+    files = dls.valid.items; ctrs = [dls.poses[f]['ctr'] for f in files]
+    a = dls.test_dl(L(HeadCrop.create(f, c) for f,c in zip(files, ctrs))).one_batch()[0]
+    assert torch.equal(a, dls.valid.one_batch()[0]) and torch.equal(a, dls.test_dl(files).one_batch()[0])
+
+def test_pose_dls_shares_the_frame_cache(biwi):
+    "At the defaults (64 px crops of 160 px squares, 240x320 batches), `pose_dls` crops from the frames `biwi_dls` cached."
+    from multilabel_regress.image_cache import CachedImage
+    def cache(d): return next(t for t in d.valid.dataset.tls[0].tfms.fs if isinstance(t, CachedImage)).cache
+    b = cache(biwi_dls(biwi, bs=8, num_workers=0)); p = cache(pose_dls(biwi, bs=8, num_workers=0))
+    assert b.presize == p.presize == (240,320) and b.path == p.path and p.built == 0
+    assert cache(pose_dls(biwi, px=200, size=112, bs=8, num_workers=0)).presize == (300,400)  # 112/(200 e^-0.1) = 0.62 of the frame: 5/8
 
 def test_predict_angles_from_crops(biwi):
     dls = pose_dls(biwi, size=32, bs=8, num_workers=0)

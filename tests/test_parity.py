@@ -47,23 +47,29 @@ def test_multilabel_parity(pascal, tmp_path, cache, monkeypatch):
     else: assert meta['preprocess'] == 'squish_crop' and meta['draft'] and meta['size'] == [40,40]
     _check(learn, model, meta, [path/'train'/r.fname for r in dls.valid.items])
 
+@pytest.mark.parametrize('cache', [True, False])
 @pytest.mark.parametrize('size,presize', [((96,128),(96,128)), ((96,96),(96,96)), ((64,128),(64,128)), ((64,128),None)])
-def test_centre_parity(biwi, tmp_path, size, presize):
+def test_centre_parity(biwi, tmp_path, size, presize, cache, monkeypatch):
+    monkeypatch.setenv('MULTILABEL_REGRESS_DATA', str(tmp_path/'cache'))  # the image cache of this copy, built here
     path = tmp_path/'biwi'; shutil.copytree(biwi, path)
     _odd_modes(sorted((path/'13').glob('frame_*_rgb.jpg')))
-    set_seed(0); dls = biwi_dls(path, size=size, presize=presize, bs=4, seed=0, num_workers=0)
+    set_seed(0); dls = biwi_dls(path, size=size, presize=presize, bs=4, seed=0, num_workers=0, cache=cache)
     learn = keypoint_learner(dls, 'xresnet_small', pretrained=False, head='softargmax'); learn.model.eval()
     model,meta = _save_load(learn, dls, tmp_path, task='keypoint', target='ctr', arch='xresnet_small', n_out=2, builder='softargmax', stride=8)
-    assert meta['size'] == list(size) and meta['preprocess'] == 'resize'
+    assert meta['size'] == list(size) and meta['preprocess'] == ('cached_resize' if cache else 'resize')
+    if cache: assert meta['presize'] == list(presize or size)  # cached at `size` unless told otherwise
     _check(learn, model, meta, list(dls.valid.items))
 
-def test_head_pose_parity(biwi, tmp_path):
+@pytest.mark.parametrize('cache', [True, False])
+def test_head_pose_parity(biwi, tmp_path, cache, monkeypatch):
+    monkeypatch.setenv('MULTILABEL_REGRESS_DATA', str(tmp_path/'cache'))
     path = tmp_path/'biwi'; shutil.copytree(biwi, path)
     _odd_modes(sorted((path/'13').glob('frame_*_rgb.jpg')))
-    set_seed(0); dls = pose_dls(path, size=32, bs=4, seed=0, num_workers=0)
+    set_seed(0); dls = pose_dls(path, size=32, bs=4, seed=0, num_workers=0, cache=cache)
     learn = keypoint_learner(dls, 'xresnet_small', pretrained=False, ps=0.1); learn.model.eval()
     model,meta = _save_load(learn, dls, tmp_path, task='keypoint', target='angles', arch='xresnet_small', n_out=3, builder='vision',
                             y_range=[-1.,1.], angle_scale=1.)
-    assert meta['preprocess'] == 'head_crop' and meta['crop_px'] == 160
+    assert meta['preprocess'] == ('cached_head_crop' if cache else 'head_crop') and meta['crop_px'] == 160
+    if cache: assert meta['presize'] == [120,160]  # 32 px from 160*exp(-0.1): a quarter of the 480x640 frame holds the detail
     files = list(dls.valid.items); ctrs = [dls.poses[f]['ctr'] for f in files]
     _check(learn, model, meta, files, ctrs)
