@@ -177,7 +177,6 @@ def biwi_dls(path:Path,           # a biwi_head_pose-style folder (person folder
     if off_image == 'clamp': tfms.append(ClampPoints())
     if cache:  # frames squished to `presize` once; the points in [-1, 1] of the original frame, which a squish leaves in place
         xblock,item,dl_type = CachedImageBlock(pre),None,CachedDL
-        xblock.type_tfms[0].input_types = (str, Path)  # `test_dl` of file names, as `PILImage.create` takes them
         get_ctr,yblock = _UnitCentre(poses.getter('ctr'), xblock.type_tfms[0]),_unit_point_block()
         if num_workers is None: num_workers = 0
     else:
