@@ -74,6 +74,31 @@ def test_concurrent_cold_builds_agree(jpegs, cache_root):
     again = ImageCache(fs, PRE, root=cache_root)
     assert again.built == 0 and again.path == pixels and np.array_equal(again.pixels, ref)
 
+def _build_paused(fs, root, started, go, q):
+    "Build the cache, stopping after the first decoded image until `go` is set."
+    orig = IC.decode_at
+    def slow(f, presize):
+        res = orig(f, presize); started.set(); go.wait(60); return res
+    IC.decode_at = slow  # this child process's module only
+    q.put(_sha(ImageCache(fs, PRE, root=root, n_workers=1).pixels))
+
+def test_a_build_in_progress_is_invisible(jpegs, cache_root):
+    "Mid-build, nothing lies under a final name (pixels or index): another process builds its own copy, and both end with the same, single file."
+    fs,_ = jpegs; ctx = mp.get_context('fork')
+    started,go,q = ctx.Event(),ctx.Event(),ctx.Queue()
+    p = ctx.Process(target=_build_paused, args=(fs, cache_root, started, go, q)); p.start()
+    try:
+        assert started.wait(60)
+        names = [o.name for o in cache_root.rglob('*') if o.is_file()]
+        assert len(names) == 1 and names[0].startswith('.pixels-') and names[0].endswith('.tmp')  # only the temporary file
+        mine = ImageCache(fs, PRE, root=cache_root, n_workers=1)  # meanwhile, this process builds the cache itself
+        assert mine.built == len(fs)
+    finally: go.set()
+    theirs = q.get(timeout=60); p.join(60)
+    assert p.exitcode == 0 and theirs == _sha(mine.pixels) == _sha(_decoded(fs))
+    assert sorted(o.name for o in mine.path.parent.iterdir()) == sorted(['index.json', mine.path.name])
+    assert not [o for o in cache_root.rglob('*.tmp')]
+
 def test_changed_file_alone_is_decoded_again(jpegs, cache_root, decoded):
     fs,others = jpegs
     c1 = ImageCache(fs, PRE, n_workers=1)   # root: data_dir()/'images', under the test's folder
