@@ -1,6 +1,7 @@
 """Data-parallel training for real: two CPU processes (gloo) launched by torchrun and by `accelerate launch`,
-each training one epoch of a tiny model on its own shard (tests/dist_train.py); and the single-process path,
-which `train_ctx` must leave exactly as it is."""
+each training one epoch of a tiny model on its own shard (tests/dist_train.py), with the book's DataBlock and
+(torchrun-cached) with the package's `pascal_dls`, whose image cache both ranks build at once and then share;
+and the single-process path, which `train_ctx` must leave exactly as it is."""
 import importlib.util, json, os, socket, subprocess, sys
 from contextlib import nullcontext
 from pathlib import Path
@@ -26,22 +27,25 @@ def _free_port():
     with socket.socket() as s: s.bind(('127.0.0.1', 0)); return str(s.getsockname()[1])
 
 def _launcher(name):
-    if name == 'torchrun': return [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2']
+    if name.startswith('torchrun'): return [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2']
     # `accelerate launch --cpu --num_processes 2` starts one process unless MPI is installed; its torchrun-based
     # launcher (named --multi_gpu) starts two, and `train_ctx` passes cpu=True to accelerate where there is no GPU
     return [sys.executable, '-m', 'accelerate.commands.launch', '--multi_gpu', '--num_processes', '2', '--num_machines', '1',
             '--mixed_precision', 'no', '--dynamo_backend', 'no', '--main_process_port', _free_port()]
 
-@pytest.fixture(scope='module', params=['torchrun', 'accelerate'])
+@pytest.fixture(scope='module', params=['torchrun', 'accelerate', 'torchrun-cached'])
 def run2(request, sample, tmp_path_factory):
     "Launch tests/dist_train.py in two CPU processes; its output folder and the records it left."
     out = tmp_path_factory.mktemp(f'out_{request.param}')
-    env = dict(os.environ, CUDA_VISIBLE_DEVICES='', OMP_NUM_THREADS='1')
+    cached = request.param.endswith('-cached')
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES='', OMP_NUM_THREADS='1',  # a cold image cache of this run's own
+               MULTILABEL_REGRESS_DATA=str(tmp_path_factory.mktemp(f'data_{request.param}')))
     for k in ('RANK','WORLD_SIZE','LOCAL_RANK','MASTER_ADDR','MASTER_PORT'): env.pop(k, None)
-    cmd = _launcher(request.param) + [str(HERE/'dist_train.py'), '--path', str(sample), '--out', str(out)]
+    cmd = _launcher(request.param) + [str(HERE/'dist_train.py'), '--path', str(sample), '--out', str(out)] + ['--cached']*cached
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, f"{' '.join(cmd)} failed:\n{r.stdout[-3000:]}\n{r.stderr[-5000:]}"
     recs = [json.loads((out/f'rank{i}.json').read_text()) for i in (0,1)]
+    assert all((r['cache'] is not None) == cached for r in recs)
     return out, recs, json.loads((out/'report.json').read_text())
 
 def test_ranks_see_disjoint_shards_covering_the_epoch(run2, sample):
@@ -53,6 +57,18 @@ def test_ranks_see_disjoint_shards_covering_the_epoch(run2, sample):
     df = pd.read_csv(sample/'train.csv')
     assert not set(r0['seen']) & set(r1['seen'])
     assert sorted(r0['seen'] + r1['seen']) == df.index[~df.is_valid].tolist()
+
+def test_ranks_share_one_image_cache(run2, sample):
+    "Both ranks built the cold cache at once: they map one pixel file, the only one beside its index, holding every image."
+    out,(r0,r1),_ = run2
+    if r0['cache'] is None: pytest.skip("the book's DataBlock: no image cache")
+    c0,c1 = r0['cache'],r1['cache']
+    assert c0['path'] == c1['path'] and c0['sha'] == c1['sha'] and c0['built'] + c1['built'] >= 41
+    d = Path(c0['path']).parent
+    assert sorted(o.name for o in d.iterdir()) == sorted(['index.json', Path(c0['path']).name])
+    idx = json.loads((d/'index.json').read_text())
+    df = pd.read_csv(sample/'train.csv')
+    assert sorted(idx['files']) == sorted(str((sample/'train'/f).absolute()) for f in df.fname)
 
 def test_rank0_alone_writes_one_model_folder(run2):
     out,(r0,r1),_ = run2

@@ -13,6 +13,12 @@ from multilabel_regress.multilabel import (per_class_ap, mean_average_precision,
                                            multilabel_learner,
                                            predict_labels, predict_probs)
 
+@pytest.fixture(scope='module', autouse=True)
+def image_cache_here(tmp_path_factory):
+    "`pascal_dls` caches decoded images under `data_dir()`: this module's go to a tmp folder, not the user's cache."
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv('MULTILABEL_REGRESS_DATA', str(tmp_path_factory.mktemp('multilabel_data'))); yield
+
 @pytest.fixture(autouse=True)
 def seed():
     random.seed(0); np.random.seed(0); torch.manual_seed(0)
