@@ -17,7 +17,7 @@ def _global_state():
 @pytest.fixture(autouse=True)
 def _image_cache(tmp_path_factory, monkeypatch):
     "The loaders' image caches (each image decoded once) go to this session's temporary folder, not the user's."
-    monkeypatch.setenv('MULTILABEL_REGRESS_DATA', str(tmp_path_factory.getbasetemp()/'image_cache'))
+    monkeypatch.delenv('MULTILABEL_REGRESS_IMAGES', raising=False); monkeypatch.setenv('MULTILABEL_REGRESS_DATA', str(tmp_path_factory.getbasetemp()/'image_cache'))
 
 @pytest.fixture(params=['pascal', 'biwi', 'pose'])
 def make(request, pascal, biwi):

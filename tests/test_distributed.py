@@ -40,7 +40,7 @@ def run2(request, sample, tmp_path_factory):
     cached = request.param.endswith('-cached')
     env = dict(os.environ, CUDA_VISIBLE_DEVICES='', OMP_NUM_THREADS='1',  # a cold image cache of this run's own
                MULTILABEL_REGRESS_DATA=str(tmp_path_factory.mktemp(f'data_{request.param}')))
-    for k in ('RANK','WORLD_SIZE','LOCAL_RANK','MASTER_ADDR','MASTER_PORT'): env.pop(k, None)
+    for k in ('RANK','WORLD_SIZE','LOCAL_RANK','MASTER_ADDR','MASTER_PORT','MULTILABEL_REGRESS_IMAGES'): env.pop(k, None)  # the image cache under this run's data folder
     cmd = _launcher(request.param) + [str(HERE/'dist_train.py'), '--path', str(sample), '--out', str(out)] + ['--cached']*cached
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, f"{' '.join(cmd)} failed:\n{r.stdout[-3000:]}\n{r.stderr[-5000:]}"

@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.filterwarnings('error::DeprecationWarning:multilabel_r
 @pytest.fixture(autouse=True)
 def _image_cache(tmp_path_factory, monkeypatch):
     "The frames' image caches (`biwi_dls` and `pose_dls` decode each frame once) go to this session's temporary folder, not the user's."
-    monkeypatch.setenv('MULTILABEL_REGRESS_DATA', str(tmp_path_factory.getbasetemp()/'image_cache'))
+    monkeypatch.delenv('MULTILABEL_REGRESS_IMAGES', raising=False); monkeypatch.setenv('MULTILABEL_REGRESS_DATA', str(tmp_path_factory.getbasetemp()/'image_cache'))
 
 R22 = np.array([[0.999485,-0.00797222,-0.031067],[-0.00416483,0.928156,-0.372168],[0.031802,0.372106,0.927645]])
 CTR22 = [62.3638, 96.2159, 979.839]

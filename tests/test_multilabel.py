@@ -17,7 +17,7 @@ from multilabel_regress.multilabel import (per_class_ap, mean_average_precision,
 def image_cache_here(tmp_path_factory):
     "`pascal_dls` caches decoded images under `data_dir()`: this module's go to a tmp folder, not the user's cache."
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv('MULTILABEL_REGRESS_DATA', str(tmp_path_factory.mktemp('multilabel_data'))); yield
+        mp.delenv('MULTILABEL_REGRESS_IMAGES', raising=False); mp.setenv('MULTILABEL_REGRESS_DATA', str(tmp_path_factory.mktemp('multilabel_data'))); yield
 
 @pytest.fixture(autouse=True)
 def seed():
