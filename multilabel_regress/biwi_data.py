@@ -138,8 +138,8 @@ def _loaders(db, files, poses, target, bs, num_workers, seed, dl_type=SeededDL):
 # %% ../nbs/04_biwi_data.ipynb #0c730b76
 def _frame_size(f, img=None):
     "(width, height) of frame `f` as it is on disk: from the image cache of `img` (a `CachedImage`) where it holds `f`, else from the file's header."
-    c = getattr(img, 'cache', None); r = c.row(f) if c is not None and isinstance(f, (str, Path)) else None
-    if r is not None: return tuple(int(v) for v in c.sizes[r])
+    c,r = img.lookup(f) if img is not None else (None,None)
+    if c is not None: return tuple(int(v) for v in c.sizes[r])
     from multilabel_regress.models import image_errors
     with image_errors(f), Image.open(f) as im: return im.size
 
@@ -284,8 +284,8 @@ class CachedHeadCrop(CachedImage):
         super().__init__(presize, **kwargs); self.get_ctr = get_ctr
     def _item(self, src, ctr):
         "A `HeadCrop` of `src` around `ctr` over the cached pixels of `src`, or over `src` decoded now at `presize`."
-        r = self.cache.row(src) if self.cache is not None and isinstance(src, (str, Path)) else None
-        if r is not None: a,sz = self.cache.pixels[r],self.cache.sizes[r]  # a view of the memory map: only the crop is copied
+        c,r = self.lookup(src)
+        if c is not None: a,sz = c.pixels[r],c.sizes[r]  # a view of the memory map: only the crop is copied
         else:
             from multilabel_regress.models import image_errors
             with image_errors(src): a,sz = decode_at(src, self.presize)

@@ -269,8 +269,10 @@ def test_cached_targets_are_the_uncached_ones(biwi_320, aug):
     assert torch.equal(c.test_dl([str(f), str(g)]).one_batch()[0], c.test_dl([f, g]).one_batch()[0])  # file names as strings too
 
 def test_cached_loaders_open_no_file_per_epoch(biwi, monkeypatch):
-    "Once the frames are cached, a pass of `biwi_dls` or `pose_dls` (training or validation) opens no image file."
+    "Once the frames are cached (the training split's when the loaders are made, the validation split's on its first pass), a pass of `biwi_dls` or `pose_dls` opens no image file."
     b,p = biwi_dls(biwi, size=(24,32), bs=8, num_workers=0),pose_dls(biwi, size=24, bs=8, num_workers=0)
+    for xb,yb in b.valid: pass
+    for xb,yb in p.valid: pass
     monkeypatch.setattr(Image, 'open', lambda *a, **k: pytest.fail(f'opened {a[0]}'))
     for dl in (b.train, b.valid, p.train, p.valid):
         for xb,yb in dl: assert xb.dtype == torch.float32
