@@ -38,9 +38,9 @@ def main():
     seen = sum(len(xb) for xb,_ in dl)  # the training loader drops the last partial batch
     epoch = best(lambda: [None for _ in dl])/seen
     print(f"one process, one thread, {n} training images, 128 px")
-    print(f"(c) plain decode loop          : {c*1e6:7.0f} us/image")
-    print(f"(b) pascal_dls, items+after_item: {items*1e6:7.0f} us/image")
-    print(f"(b) pascal_dls, whole epoch     : {epoch*1e6:7.0f} us/image   (b/c in one process: {c/epoch:.2f})")
+    print(f"(c) plain decode loop                        : {c*1e6:7.0f} us/image")
+    print(f"(b) pascal_dls(cache=False), items+after_item: {items*1e6:7.0f} us/image")
+    print(f"(b) pascal_dls(cache=False), whole epoch     : {epoch*1e6:7.0f} us/image   (b/c in one process: {c/epoch:.2f})")
     pr = cProfile.Profile(); pr.enable()
     for _ in dl: pass
     pr.disable()
