@@ -1,4 +1,4 @@
-"""The package's own training on a GPU: the PASCAL pipeline with resnet50 at 128 px (fp32, then with
+"""The package's own training on a GPU: the PASCAL pipeline (`pascal_dls` at its defaults) with resnet50 at 128 px (fp32, then with
 `cuda_speedups`: pinned memory and non-blocking copies, bf16 autocast, channels_last), seconds per epoch
 of VOC2007's 2501 training images, then the whole chapter (`mlr chapter`) on the sample data. Needs a CUDA GPU.
 
@@ -14,19 +14,15 @@ def main():
     a = p.parse_args()
     if not torch.cuda.is_available() and not a.cpu_smoke: print('gpu_train: no CUDA GPU here; nothing measured'); return
     smoke = a.cpu_smoke
-    from multilabel_regress.datasets import make_pascal_sample, data_dir
     from multilabel_regress.pascal_data import pascal_dls
     from multilabel_regress.multilabel import multilabel_learner
     from multilabel_regress.cli import chapter
     from multilabel_regress.models import cuda_speedups
     res = dict(date=datetime.date.today().isoformat(), gpu='cpu smoke test' if smoke else torch.cuda.get_device_name(), cpus=os.cpu_count())
-    t = time.time()
-    dest = data_dir()/'samples'/('pascal_2007_smoke' if smoke else 'pascal_2007_voc_sized')
-    path = dest if dest.exists() else make_pascal_sample(dest, n_images=60 if smoke else 5011, n_test=10, n_jobs=os.cpu_count())
-    print(f'generated the PASCAL sample in {time.time()-t:.0f} s', flush=True)
-    workers = min(os.cpu_count(), 12)
+    from gpu_pipeline import voc_sample
+    path = voc_sample(smoke)
     for mode in ('fp32', 'cuda_speedups'):
-        dls = pascal_dls(path, size=128, bs=64, seed=0, num_workers=workers)
+        dls = pascal_dls(path, size=128, bs=16 if smoke else 64, seed=0)  # its defaults otherwise: cached, the batch crop on the GPU
         n = len(dls.train_ds)
         learn = multilabel_learner(dls, 'xresnet_small' if smoke else 'resnet50', pretrained=False)
         if mode == 'cuda_speedups': cuda_speedups(learn)  # on the CPU (--cpu-smoke) it changes nothing

@@ -2,7 +2,7 @@
 
   (a) the book's DataBlock verbatim (as in bench/pipeline.py), with the ImageNet `Normalize` that the book's
       `vision_learner` adds;
-  (b) ours, `pascal_dls` (JPEG draft-mode decoding);
+  (b) ours, `pascal_dls` at its defaults (since issue 15: the image cache, the crop on whole batches);
   (c) for reference, compute only: the same training step on one batch held in memory (no data loading).
 
 Same model (`xresnet_small`, 20 outputs, the same initial weights for each), 128 px, bs 32, BCE on logits,
