@@ -124,11 +124,13 @@ def stage(nbs:Path, src:Path)->list:
 def build(out:Path=ROOT/'_site', work:Path=ROOT/'_site_build', nbs:Path=ROOT/'nbs', quiet=True)->Path:
     "Build the site from `nbs` into `out` (`work` keeps Sphinx's cache between builds)."
     from sphinx.cmd.build import build_main
-    stage(nbs, work/'src')
+    pages = stage(nbs, work/'src'); listed = work/'pages.txt'
+    same = listed.is_file() and listed.read_text().split() == pages  # Sphinx rewrites only changed pages: a new or removed page leaves the others' prev/next links stale
     args = ['-b', 'html', '-c', str(ROOT/'docs'), '-d', str(work/'doctrees'), '-W', '--keep-going',
-            str(work/'src'), str(work/'html')] + (['-q'] if quiet else [])
+            str(work/'src'), str(work/'html')] + (['-q'] if quiet else []) + ([] if same else ['-E', '-a'])
     # MyST-NB keeps its image files next to Sphinx's output folder, hence html/ inside `work`
     if build_main(args): raise RuntimeError('sphinx-build failed (warnings count as errors): see above')
+    listed.write_text('\n'.join(pages) + '\n')
     shutil.rmtree(out, ignore_errors=True)
     shutil.copytree(work/'html', out, ignore=shutil.ignore_patterns('.buildinfo', '.doctrees'))
     shutil.copytree(Path(jupyter_server_mathjax.__file__).parent/'static', out/'_static'/'mathjax')  # see docs/conf.py
