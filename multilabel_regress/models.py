@@ -196,7 +196,7 @@ def preprocess_meta(dls:DataLoaders, # from `pascal_dls`, `biwi_dls` or `pose_dl
     if len(norm) != 1: raise UserError("the loaders must normalise their batches once (`Normalize`) for a model folder")
     meta = dict(mean=[float(v) for v in norm[0].mean.flatten()], std=[float(v) for v in norm[0].std.flatten()])
     crop = [t for t in dl.after_batch.fs if isinstance(t, RandomResizedCropBatch)]
-    cached = [t for t in getattr(dl.dataset, 'tls', [L()])[0].tfms.fs if isinstance(t, CachedImage)] if hasattr(dl.dataset, 'tls') else []
+    cached = [t for t in dl.dataset.tls[0].tfms.fs if isinstance(t, CachedImage)] if hasattr(dl.dataset, 'tls') else []
     if crop and cached:  # `pascal_dls`: decoded once at a presize, cropped on the batch (appendix C)
         t = crop[0]
         return dict(meta, preprocess='cached_crop', presize=list(cached[0].presize), size=list(t.size), val_xtra=float(t.val_xtra), mode=t.mode, pad_mode=t.pad_mode)
