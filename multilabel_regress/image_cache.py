@@ -123,7 +123,8 @@ def _decode_all(fn, shape, items, presize, n_workers=None, progress=None, chunk=
     from concurrent.futures import ProcessPoolExecutor, as_completed
     ex = ProcessPoolExecutor(nw, mp_context=_pool_context())
     try:
-        futs = [ex.submit(_decode_rows, j) for j in jobs]
+        from multilabel_regress.image_cache import _decode_rows as work  # the package's: what a started process can import (also from a notebook)
+        futs = [ex.submit(work, j) for j in jobs]
         for f in bar(as_completed(futs)): yield from f.result()
     finally: ex.shutdown(wait=True, cancel_futures=True)  # on an error: the jobs not started are dropped, the running ones finish (no worker is killed mid-write)
 
@@ -380,8 +381,6 @@ class RandomResizedCropBatch(RandTransform):
             return th
         wh = getattr(x, 'orig_size', None)   # (width, height) of each original, from `CachedDL`; else the batch's own shape
         if wh is None: self._no_sizes(x)
-        if wh is None: self._no_sizes(x)
-        if wh is None: self._no_sizes(x)
         a = (wh[:,0]/wh[:,1]).float().cpu() if wh is not None else torch.full((n,), x.shape[-1]/x.shape[-2])
         tries = 10
         s = torch.empty(n, tries).uniform_(self.min_scale, 1.)
@@ -396,16 +395,6 @@ class RandomResizedCropBatch(RandTransform):
         cy = torch.where(any_ok, (1-fh)*torch.rand(n)*2 - (1-fh), torch.zeros(n))
         th[:,0,0],th[:,0,2],th[:,1,1],th[:,1,2] = fw,cx,fh,cy
         return th
-    def _no_sizes(self, x):
-        if getattr(self, '_warned', False): return
-        self._warned = True
-        warnings.warn(f"RandomResizedCropBatch: this batch carries no original sizes (`orig_size`, which `CachedDL` gives), so its crops' area and ratio are drawn "
-                      f"on the {x.shape[-1]}x{x.shape[-2]} batch, not on the original images: use CachedImageBlock's loaders (dl_type=CachedDL) with item transforms that only convert", stacklevel=2)
-    def _no_sizes(self, x):
-        if getattr(self, '_warned', False): return
-        self._warned = True
-        warnings.warn(f"RandomResizedCropBatch: this batch carries no original sizes (`orig_size`, which `CachedDL` gives), so its crops' area and ratio are drawn "
-                      f"on the {x.shape[-1]}x{x.shape[-2]} batch, not on the original images: use CachedImageBlock's loaders (dl_type=CachedDL) with item transforms that only convert", stacklevel=2)
     def _no_sizes(self, x):
         if getattr(self, '_warned', False): return
         self._warned = True
