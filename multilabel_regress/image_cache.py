@@ -16,7 +16,7 @@ from .fast_images import decode_rgb, SeededDL
 
 # %% auto #0
 __all__ = ['VERSION', 'image_cache_dir', 'image_cache_limit', 'decode_at', 'ImageCache', 'cache_info', 'clear_cache',
-           'CachedImage', 'CachedImageBlock', 'RandomResizedCropBatch', 'CachedDL']
+           'cache_command', 'CachedImage', 'CachedImageBlock', 'RandomResizedCropBatch', 'CachedDL']
 
 # %% ../nbs/12_appendix_image_cache.ipynb #f0d3021a
 def _hw2(sz): return (int(sz), int(sz)) if isinstance(sz, int) else (int(sz[0]), int(sz[-1]))
@@ -78,6 +78,7 @@ def _store_dir(root, presize, dataset):
     real = os.path.realpath(dataset)
     return Path(root)/f'{presize[0]}x{presize[1]}'/f"{Path(real).name or 'root'}-{hashlib.sha256(real.encode()).hexdigest()[:12]}"
 
+def _abs(f): return os.path.abspath(os.fspath(f))  # a file's name in `ImageCache.rows` (`Path.absolute` is several times slower)
 def _common_dir(files): return os.path.commonpath([os.path.dirname(f) for f in files]) if len(files) else '.'
 
 class _Terminated(BaseException): "SIGTERM arrived during a build."
@@ -193,11 +194,12 @@ class ImageCache:
                  dataset:Path=None,    # the folder whose store holds the rows; default: the folder holding all of `files`
                 ):
         self.presize = _hw2(presize)
-        self.files = list(dict.fromkeys(str(Path(f).absolute()) for f in files))
+        self.files = list(dict.fromkeys(_abs(f) for f in files))
         self.root = Path(root) if root is not None else image_cache_dir()
         self.dataset = os.path.abspath(dataset if dataset is not None else _common_dir(self.files))
         self.store = _store_dir(self.root, self.presize, self.dataset)
-        self.keys = [os.path.relpath(f, self.dataset) for f in self.files]
+        pre = os.path.join(self.dataset, '')
+        self.keys = [f[len(pre):] if f.startswith(pre) else os.path.relpath(f, self.dataset) for f in self.files]  # each file's name in the store
         self.n_workers,self.progress = n_workers,progress
         self._open()
 
@@ -270,7 +272,7 @@ class ImageCache:
     def __len__(self): return len(self.files)
     def row(self, f): # a file name (anything else, e.g. an image in memory, is in no cache)
         "The row of `pixels` holding file `f`, or `None` if it is not one of `files`."
-        return self.rows.get(str(Path(f).absolute())) if isinstance(f, (str, os.PathLike)) else None
+        return self.rows.get(_abs(f)) if isinstance(f, (str, os.PathLike)) else None
     def __contains__(self, f): return self.row(f) is not None
     def __repr__(self): return f"{self.__class__.__name__}: {len(self)} images at {self.presize[0]}x{self.presize[1]} in a store of {len(self.sizes)} ({self.pixels.nbytes/2**20:.1f} MiB)"
 
@@ -303,6 +305,12 @@ def clear_cache(root:Path=None, # the cache folder; default `image_cache_dir()`
         _clean(root)
     return freed
 
+def cache_command(clear:bool=False, # remove every store of the cache (the next loaders decode their images again)
+                 ):
+    "Show where the image cache is, how large it is and what it holds; with --clear, empty it."
+    if clear: print(f"freed {clear_cache()/2**20:.1f} MiB in {image_cache_dir()}")
+    else: cache_info()
+
 # %% ../nbs/12_appendix_image_cache.ipynb #7017bcd6
 class CachedImage(Transform):
     "The type transform of a cached `ImageBlock`: each split's files decoded once into the store of their dataset's folder (the training split's at setup, the others when first loaded); an item is then its uint8 pixels, or a file outside the caches decoded now the same way."
@@ -321,7 +329,7 @@ class CachedImage(Transform):
         splits = [list(s) for s in getattr(items, 'splits', None) or [] if len(s)]
         groups = [[files[i] for i in s] for s in splits] or [files]
         self.caches.append(self._cache(groups[0]))
-        self.pending = [({str(Path(f).absolute()) for f in g}, g) for g in groups[1:]]  # the others when first needed
+        self.pending = [({_abs(f) for f in g}, g) for g in groups[1:]]  # the others when first needed
     def _cache(self, files): return ImageCache(files, self.presize, self.root, self.n_workers, self.progress, dataset=self.dataset)
     def lookup(self, f):
         "(cache, row) of file `f`: in a built cache, or in a pending split's, which is built now; (None, None) for other files."
@@ -329,7 +337,7 @@ class CachedImage(Transform):
         for c in self.caches:
             r = c.row(f)
             if r is not None: return c,r
-        a = str(Path(f).absolute())
+        a = _abs(f)
         for k,(names,g) in enumerate(self.pending):
             if a in names:
                 del self.pending[k]; self.caches.append(self._cache(g)); return self.caches[-1],self.caches[-1].row(f)

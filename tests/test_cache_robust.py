@@ -132,6 +132,8 @@ def test_cache_info_and_clear(pascal, cache_root, capsys):
     assert info['bytes'] == len(c)*32*32*3 + (c.store/'index.json').stat().st_size
     assert IC.clear_cache() == info['bytes'] and _files(cache_root) == ['.lock'] and IC.cache_info(show=False)['stores'] == []
     assert ImageCache(c.files, 32, n_workers=1).built == len(c)   # rebuilt on the next use
+    capsys.readouterr(); IC.cache_command(); assert f"{len(c)} images at 32x32" in capsys.readouterr().out   # `mlr cache`
+    IC.cache_command(clear=True); assert 'freed' in capsys.readouterr().out and IC.cache_info(show=False)['stores'] == []  # `mlr cache --clear`
 
 # ---- 4. interrupted builds
 SLOW_BUILD = """

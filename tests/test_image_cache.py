@@ -294,6 +294,7 @@ def test_integer_boxes_equal_interpolate_of_the_crop():
         torch.testing.assert_close(out[i].as_subclass(torch.Tensor), ref, rtol=0, atol=1e-4)
         np.testing.assert_allclose(_crop_ref(x[i].numpy(), (l,t,cw,ch), (12,16)), ref.numpy(), atol=1e-4)
 
+@pytest.mark.filterwarnings('ignore:RandomResizedCropBatch. this batch carries no original sizes')  # `None`: on purpose
 @pytest.mark.parametrize('orig', [None, (500, 333), (1000, 100), (100, 1000)])
 def test_random_crops_equal_brute_force(orig):
     "Training crops on random pixels equal the brute-force crop-and-resize of the box each matrix names, inside the image."
