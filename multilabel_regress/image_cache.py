@@ -4,18 +4,19 @@
 
 # %% ../nbs/12_appendix_image_cache.ipynb #852584c3
 from __future__ import annotations
-import os, json, math, hashlib
+import os, json, math, hashlib, errno, secrets, shutil, signal, threading, time, warnings
+from contextlib import contextmanager
 from pathlib import Path
 import numpy as np
 from PIL import Image
 from fastai.vision.all import *
 from fastprogress.fastprogress import progress_bar
-from .datasets import data_dir, atomic_file, write_atomic, DatasetError
+from .datasets import data_dir, write_atomic, DatasetError
 from .fast_images import decode_rgb, SeededDL
 
 # %% auto #0
-__all__ = ['VERSION', 'image_cache_dir', 'decode_at', 'ImageCache', 'CachedImage', 'CachedImageBlock', 'RandomResizedCropBatch',
-           'CachedDL']
+__all__ = ['VERSION', 'image_cache_dir', 'image_cache_limit', 'decode_at', 'ImageCache', 'cache_info', 'clear_cache',
+           'cache_command', 'CachedImage', 'CachedImageBlock', 'RandomResizedCropBatch', 'CachedDL']
 
 # %% ../nbs/12_appendix_image_cache.ipynb #f0d3021a
 def _hw2(sz): return (int(sz), int(sz)) if isinstance(sz, int) else (int(sz[0]), int(sz[-1]))
@@ -24,36 +25,79 @@ def image_cache_dir()->Path:
     "Where `ImageCache` keeps decoded pixels: `$MULTILABEL_REGRESS_IMAGES`, or `images` in `data_dir()`. Deleting it is safe: it is rebuilt."
     return Path(os.environ.get('MULTILABEL_REGRESS_IMAGES', data_dir()/'images'))
 
+def image_cache_limit()->int:
+    "The most bytes of pixels the cache keeps before it evicts the least recently used stores: `$MULTILABEL_REGRESS_IMAGES_GB` GiB, default 20."
+    v = os.environ.get('MULTILABEL_REGRESS_IMAGES_GB', '20')
+    try: gb = float(v)
+    except ValueError: raise DatasetError(f"MULTILABEL_REGRESS_IMAGES_GB={v!r} is not a number: set it to the cache's size limit in GiB, e.g. 20") from None
+    return int(gb*2**30)
+
 # %% ../nbs/12_appendix_image_cache.ipynb #dd288d46
-def decode_at(f, # an image file, or a PIL image
+def decode_at(f, # an image file, or a PIL image (left as it is)
               presize, # (height, width) of the result, or one side for a square
              )->tuple: # (uint8 pixels [h, w, 3], (width, height) of the original)
     "Decode `f` by `decode_rgb` at the smallest JPEG draft scale that is still at least `presize`, and squish it to `presize`."
     h,w = _hw2(presize)
-    im = f if isinstance(f, Image.Image) else Image.open(f)
-    try:
+    if isinstance(f, Image.Image):  # the caller's image stays untouched: one opened from a file is decoded again from that file
+        src = getattr(f, 'filename', '')
+        if f.format == 'JPEG' and getattr(f, 'tile', None) and src and os.path.isfile(src): return decode_at(src, presize)  # not loaded yet: the file's pixels
+        return np.array(decode_rgb(f).resize((w, h), Image.BILINEAR)), f.size
+    with Image.open(f) as im:
         size = im.size
         if im.format == 'JPEG': im.draft('RGB', (w, h))
-        im = decode_rgb(im)
-        return np.array(im.resize((w, h), Image.BILINEAR)), size  # writable, as torch wants
-    finally:
-        if not isinstance(f, Image.Image): im.close()
+        return np.array(decode_rgb(im).resize((w, h), Image.BILINEAR)), size  # writable, as torch wants
 
 # %% ../nbs/12_appendix_image_cache.ipynb #1177326f
-VERSION = 1  # of the decoding rule: a change makes every cache stale
+VERSION = 2  # of the decoding rule and the store's layout: a change makes every cache stale
+_PART = 64*1024  # the digest reads this much of each end of a file
 
-def _stat(f):
-    st = os.stat(f); return [st.st_mtime_ns, st.st_size]
+def _digest(f, size):
+    "blake2b of `f`'s size and its first and last 64 KiB (the whole file when it is smaller than 128 KiB)."
+    h = hashlib.blake2b(str(size).encode(), digest_size=16)
+    with open(f, 'rb') as fh:
+        h.update(fh.read(_PART))
+        if size > 2*_PART: fh.seek(-_PART, 2)
+        h.update(fh.read())
+    return h.hexdigest()
+
+def _identity(f, st, known=None):
+    "[mtime_ns, size, inode, ctime_ns, digest] of `f`; the digest of `known` (an index entry's identity) when its inode and change time are the same."
+    ident = [st.st_mtime_ns, st.st_size, st.st_ino, st.st_ctime_ns]
+    if known is not None and known[:4] == ident: return known  # unchanged inode and ctime: the bytes cannot have changed
+    return ident + [_digest(f, st.st_size)]
+
+def _same(a, b): return a is not None and b is not None and (a[0], a[1], a[4]) == (b[0], b[1], b[4])  # mtime, size, digest
 
 def _read_index(d):
     try: idx = json.loads((Path(d)/'index.json').read_text())
     except (OSError, ValueError): return None
-    return idx if idx.get('version') == VERSION else None
+    return idx if isinstance(idx, dict) and idx.get('version') == VERSION else None
+
+def _store_dir(root, presize, dataset):
+    "The store of the images under folder `dataset` at `presize`: named after its real path, so a symlink to it finds the same store."
+    real = os.path.realpath(dataset)
+    return Path(root)/f'{presize[0]}x{presize[1]}'/f"{Path(real).name or 'root'}-{hashlib.sha256(real.encode()).hexdigest()[:12]}"
+
+def _abs(f): return os.path.abspath(os.fspath(f))  # a file's name in `ImageCache.rows` (`Path.absolute` is several times slower)
+def _common_dir(files): return os.path.commonpath([os.path.dirname(f) for f in files]) if len(files) else '.'
+
+class _Terminated(BaseException): "SIGTERM arrived during a build."
+
+@contextmanager
+def _sigterm_cleans_up():
+    "Inside the block SIGTERM raises `_Terminated`, so that the build removes what it wrote; then the signal is delivered again, as it would have been."
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL: yield; return
+    def handler(sig, frame): raise _Terminated()
+    signal.signal(signal.SIGTERM, handler)
+    try: yield
+    except _Terminated:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL); signal.raise_signal(signal.SIGTERM); raise
+    finally: signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 def _decode_rows(args):
-    "Decode `(row, file)` pairs into the pixel file `fn`; returns [(row, (width, height))]."
-    fn,items,presize = args
-    px = np.load(fn, mmap_mode='r+'); res = []
+    "Decode `(row, file)` pairs into the pixel file `fn` of shape `shape`; returns [(row, (width, height))]."
+    fn,shape,items,presize = args
+    px = np.memmap(fn, np.uint8, 'r+', shape=tuple(shape)); res = []
     for r,f in items:
         from multilabel_regress.models import image_errors  # models imports this module
         with image_errors(f): a,sz = decode_at(f, presize)
@@ -61,135 +105,239 @@ def _decode_rows(args):
     px.flush(); del px
     return res
 
-def _decode_all(fn, items, presize, n_workers=None, progress=None, chunk=32):
-    "Decode `items` (row, file) into `fn`, in `n_workers` processes, yielding (row, size)."
-    jobs = [(fn, items[i:i+chunk], presize) for i in range(0, len(items), chunk)]
+def _pool_context():
+    "Processes started without forking this one (which may run threads: a loader, a training loop): forkserver where there is one, else spawn."
+    import multiprocessing as mp
+    ctx = mp.get_context('forkserver' if 'forkserver' in mp.get_all_start_methods() else 'spawn')
+    if ctx.get_start_method() == 'forkserver': ctx.set_forkserver_preload(['multilabel_regress.image_cache'])
+    return ctx
+
+def _decode_all(fn, shape, items, presize, n_workers=None, progress=None, chunk=32):
+    "Decode `items` (row, file) into the pixel file `fn` of `shape`, in `n_workers` processes, yielding (row, size)."
+    jobs = [(fn, shape, items[i:i+chunk], presize) for i in range(0, len(items), chunk)]
     nw = min(n_workers if n_workers is not None else min(8, num_cpus()), len(jobs))  # `num_cpus`: the cores this process may use
     show = progress if progress is not None else (os.isatty(2) and len(items) > 200)
     bar = partial(progress_bar, total=len(jobs), leave=False) if show else (lambda it: it)  # fastprogress draws even with display=False
     if nw <= 1:
         for job in bar(jobs): yield from _decode_rows(job)
         return
-    import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor, as_completed
-    ex = ProcessPoolExecutor(nw, mp_context=mp.get_context('fork'))
+    ex = ProcessPoolExecutor(nw, mp_context=_pool_context())
     try:
-        futs = [ex.submit(_decode_rows, j) for j in jobs]
+        from multilabel_regress.image_cache import _decode_rows as work  # the package's: what a started process can import (also from a notebook)
+        futs = [ex.submit(work, j) for j in jobs]
         for f in bar(as_completed(futs)): yield from f.result()
     finally: ex.shutdown(wait=True, cancel_futures=True)  # on an error: the jobs not started are dropped, the running ones finish (no worker is killed mid-write)
 
+# %% ../nbs/12_appendix_image_cache.ipynb #c4a1e2b7
+def _locked(root):
+    "An exclusive lock on the cache folder `root`, held by one build (or eviction, or clearing) at a time, across processes and machines that share it."
+    from filelock import FileLock  # torch's own dependency: fcntl on Unix, msvcrt on Windows
+    Path(root).mkdir(parents=True, exist_ok=True)
+    return FileLock(str(Path(root)/'.lock'))
+
+def _stores(root):
+    "Every store folder under `root`: `root/{h}x{w}/{folder}-{hash}`."
+    return sorted(p for d in Path(root).glob('[0-9]*x[0-9]*') if d.is_dir() for p in d.iterdir() if p.is_dir())
+
+def _nbytes(d): return sum(p.stat().st_size for p in Path(d).iterdir() if p.is_file())
+
+def _clean(root):
+    "Remove what killed builds left under `root` (call it holding the lock: then no build is running): temporary files, stores never finished, pixels past the last finished row, pixel files no index names."
+    for d in _stores(root):
+        idx = _read_index(d)
+        px = d/idx['pixels'] if idx is not None and idx.get('pixels') else None
+        if px is None or not px.exists(): shutil.rmtree(d, ignore_errors=True); continue  # an earlier version's, a first build that never finished, or pixels removed by hand
+        rb = int(np.prod(idx['presize']))*3
+        for p in d.iterdir():
+            if p.name not in ('index.json', px.name): p.unlink(missing_ok=True)
+        if px.stat().st_size > idx['rows']*rb: os.truncate(px, idx['rows']*rb)
+    for d in Path(root).glob('[0-9]*x[0-9]*'):
+        if d.is_dir() and not any(d.iterdir()): d.rmdir()
+
+def _evict(root, keep, need):
+    "Remove the least recently used stores under `root` (other than `keep`) until `need` more bytes fit in `image_cache_limit()`; warn where they cannot."
+    limit = image_cache_limit(); stores = [(os.stat(d/'index.json').st_mtime_ns if (d/'index.json').exists() else 0, d, _nbytes(d)) for d in _stores(root)]
+    total = sum(b for _,_,b in stores)
+    for _,d,b in sorted(stores, key=lambda o: o[0]):
+        if total + need <= limit: break
+        if d != keep: shutil.rmtree(d, ignore_errors=True); total -= b
+    if total + need > limit:
+        warnings.warn(f"{keep}: the image cache grows to {(total+need)/2**30:.1f} GiB, over its limit of {limit/2**30:.1f} GiB: set MULTILABEL_REGRESS_IMAGES_GB higher", stacklevel=4)
+
+def _full(d, need, free):
+    return (f"{d} has {free/2**20:.0f} MiB free and the image cache needs {need/2**20:.0f} MiB more there: free some space, "
+            f"or set MULTILABEL_REGRESS_IMAGES to a folder on a disk with room (or pass cache=False)")
+
+def _reserve(fn, start, nbytes):
+    "Extend pixel file `fn` from `start` by `nbytes` reserved on the disk, so that a full disk raises a `DatasetError` here, not a SIGBUS while writing the map."
+    d = Path(fn).parent; free = shutil.disk_usage(d).free
+    if free < nbytes: raise DatasetError(_full(d, nbytes, free))
+    fd = os.open(fn, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        if hasattr(os, 'posix_fallocate'):
+            try: os.posix_fallocate(fd, start, nbytes); return
+            except OSError as e:
+                if e.errno == errno.ENOSPC: raise DatasetError(_full(d, nbytes, shutil.disk_usage(d).free)) from None
+                if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS): raise
+        os.ftruncate(fd, start + nbytes)  # no way to reserve here (macOS, Windows, some file systems): the space check above must do
+    finally: os.close(fd)
+
+# %% ../nbs/12_appendix_image_cache.ipynb #c4a1e2b8
 class ImageCache:
-    "Images decoded once, at `presize`, into a memory-mapped file of uint8 pixels that processes share."
-    def __init__(self, files,          # image files (the cache is keyed by their absolute names, sizes and times)
+    "Images decoded once, at `presize`, into the memory-mapped store of their folder, whose rows every list of files under it shares."
+    def __init__(self, files,          # image files (each found in the store by its name under `dataset`, and checked by its size, time and bytes)
                  presize,              # (height, width) every image is squished to, or one side
                  root:Path=None,       # the cache folder; default `image_cache_dir()`
                  n_workers:int=None,   # processes decoding the first time; default: the machine's cores (at most 8)
                  progress:bool=None,   # show a progress bar while decoding; default: on a terminal
+                 dataset:Path=None,    # the folder whose store holds the rows; default: the folder holding all of `files`
                 ):
         self.presize = _hw2(presize)
-        self.files = [str(Path(f).absolute()) for f in files]
-        if len(set(self.files)) != len(self.files): self.files = list(dict.fromkeys(self.files))
-        self.rows = {f:i for i,f in enumerate(self.files)}
+        self.files = list(dict.fromkeys(_abs(f) for f in files))
         self.root = Path(root) if root is not None else image_cache_dir()
+        self.dataset = os.path.abspath(dataset if dataset is not None else _common_dir(self.files))
+        self.store = _store_dir(self.root, self.presize, self.dataset)
+        pre = os.path.join(self.dataset, '')
+        self.keys = [f[len(pre):] if f.startswith(pre) else os.path.relpath(f, self.dataset) for f in self.files]  # each file's name in the store
         self.n_workers,self.progress = n_workers,progress
         self._open()
 
-    def _key(self):
-        "The folder of this list of files at this presize."
-        h = hashlib.sha256(json.dumps([VERSION, self.presize, self.files]).encode()).hexdigest()[:16]
-        return self.root/f'{self.presize[0]}x{self.presize[1]}'/h
+    def _check(self, idx, stats, seen):
+        "(positions of the files to decode, their identities, whether the index needs rewriting) against index `idx`."
+        ents,todo,ids,stale = idx['files'],[],[],False
+        for i,(k,f,st) in enumerate(zip(self.keys, self.files, stats)):
+            e = ents.get(k); known = e[1] if e is not None else None
+            ident = _identity(f, st, known if known is not None and known[:4] == [st.st_mtime_ns, st.st_size, st.st_ino, st.st_ctime_ns] else seen.get(k))
+            seen[k] = ident; ids.append(ident)
+            if not _same(ident, known): todo.append(i)
+            elif ident != known: stale = True  # the same bytes under a new inode or change time: recorded, not decoded
+        return todo,ids,stale
 
     def _open(self):
-        "Map the pixels of an index whose every file is unchanged; otherwise build a new pixel file (reusing the unchanged rows)."
+        "Map the store's rows of these files where every one is unchanged; otherwise, holding the cache's lock, decode the others into it."
         stats = []
         for f in self.files:
-            try: stats.append(_stat(f))
+            try: stats.append(os.stat(f))
             except OSError: raise DatasetError(f"{f} cannot be read: restore it or remove it from the data") from None
-        d = self._key(); idx = _read_index(d)
-        if idx is not None and idx['stats'] == stats:
-            try: self._map(d, idx); self.built = 0; return
-            except FileNotFoundError: pass  # replaced in between by another process: build
-        self._build(d, stats)
+        seen = {}; idx = _read_index(self.store)
+        if idx is not None and not any(self._check(idx, stats, seen)[::2]):
+            try: return self._map(idx, 0)
+            except FileNotFoundError: pass  # evicted or cleared in between: build
+        with _sigterm_cleans_up(), _locked(self.root):  # one build at a time: the others wait here, then find their rows built
+            _clean(self.root)
+            idx = _read_index(self.store) or dict(version=VERSION, presize=list(self.presize), dataset=self.dataset, pixels=None, rows=0, sizes=[], files={})
+            todo,ids,stale = self._check(idx, stats, seen)
+            if todo or stale: self._append(idx, todo, ids)
+            self._map(idx, len(todo))
 
-    def _map(self, d, idx):
-        self.pixels = np.load(d/idx['pixels'], mmap_mode='r')
-        self.sizes,self.path = np.array(idx['sizes']),d/idx['pixels']
-
-    def _reusable(self, stats):
-        "Rows already decoded at this presize, in any cache under the same presize folder: {file: (pixel file, row, size)} for unchanged files."
-        found = {}
-        for man in sorted(self._key().parent.glob('*/index.json')):
-            idx = _read_index(man.parent)
-            if idx is None or not (man.parent/idx['pixels']).exists(): continue
-            for r,(f,st,sz) in enumerate(zip(idx['files'], idx['stats'], idx['sizes'])):
-                if f in self.rows and st == stats[self.rows[f]]: found[f] = (man.parent/idx['pixels'], r, sz)
-        return found
-
-    def _build(self, d, stats):
-        h,w = self.presize; n = len(self.files); sizes = [None]*n
-        reuse = self._reusable(stats); todo = [i for i,f in enumerate(self.files) if f not in reuse]
-        name = f"pixels-{hashlib.sha256(json.dumps(stats).encode()).hexdigest()[:16]}.npy"
+    def _append(self, idx, todo, ids):
+        "Decode the files at positions `todo` into new rows at the end of the store's pixel file, then write its index; on any failure, leave the store as it was."
+        d,(h,w) = self.store,self.presize; rb,n0,k = h*w*3,idx['rows'],len(todo)
         made = [p for p in (d.parent, d) if not p.exists()]; d.mkdir(parents=True, exist_ok=True)
-        try: self._write(d, name, stats, reuse, todo, sizes)
+        name = idx['pixels'] or f'pixels-{secrets.token_hex(8)}.u8'; fn = d/name
+        try:
+            if k:
+                _evict(self.root, d, k*rb); _reserve(fn, n0*rb, k*rb)
+                sizes = idx['sizes'] + [None]*k
+                for j,sz in _decode_all(str(fn), (n0+k, h, w, 3), [(n0+j, self.files[i]) for j,i in enumerate(todo)], self.presize, self.n_workers, self.progress): sizes[j] = sz
+                with open(fn, 'rb+') as fh: os.fsync(fh.fileno())
+                idx.update(pixels=name, rows=n0+k, sizes=sizes)
+            new = dict(zip(todo, range(n0, n0+k)))
+            for i,key in enumerate(self.keys): idx['files'][key] = [new[i] if i in new else idx['files'][key][0], ids[i]]
+            write_atomic(d/'index.json', json.dumps(idx))
         except BaseException:
-            for p in reversed(made):  # folders this failed build created, if still empty
-                try: p.rmdir()
-                except OSError: pass
+            if k and fn.exists():
+                if n0: os.truncate(fn, n0*rb)  # the rows it had, untouched
+                else: fn.unlink()
+            for p in reversed(made): shutil.rmtree(p, ignore_errors=True)
             raise
-        old = _read_index(d)
-        write_atomic(d/'index.json', json.dumps(dict(version=VERSION, presize=self.presize, pixels=name, files=self.files, stats=stats, sizes=sizes)))
-        if old is not None and old['pixels'] != name: (d/old['pixels']).unlink(missing_ok=True)  # ours: a pixel file this cache wrote
-        self._map(d, _read_index(d)); self.built = len(todo)
 
-    def _write(self, d, name, stats, reuse, todo, sizes):
-        "Write the pixel file `name`: rows copied from `reuse`, the rest (`todo`) decoded; fills `sizes`."
-        h,w = self.presize; n = len(self.files); srcs = {}
-        for p in {p for p,_,_ in reuse.values()}:
-            try: srcs[p] = np.load(p, mmap_mode='r')  # mapped now: a later unlink cannot take the pixels away
-            except FileNotFoundError: pass            # removed since `_reusable` saw it (another process rebuilt): decode those rows
-        gone = [f for f,(p,_,_) in reuse.items() if p not in srcs]
-        for f in gone: del reuse[f]
-        todo.extend(self.rows[f] for f in gone); todo.sort()  # in place: `_build` counts `built` from it
-        with atomic_file(d/name) as tmp:
-            out = np.lib.format.open_memmap(tmp, mode='w+', dtype=np.uint8, shape=(n, h, w, 3))
-            for f,(p,r,sz) in reuse.items():
-                i = self.rows[f]; out[i] = srcs[p][r]; sizes[i] = sz
-            out.flush(); del out, srcs
-            for j,sz in _decode_all(str(tmp), [(i, self.files[i]) for i in todo], self.presize, self.n_workers, self.progress): sizes[j] = sz
+    def _map(self, idx, built):
+        h,w = self.presize; n = idx['rows']; ents = idx['files']
+        self.path = self.store/idx['pixels'] if idx['pixels'] else None
+        self.sizes = np.array(idx['sizes'], dtype=np.int64).reshape(n, 2)
+        self.order = np.array([ents[k][0] for k in self.keys], dtype=np.int64)  # the store's row of each of `files`
+        self._remap(); self.built = built
+        try: os.utime(self.store/'index.json')  # its time is the store's last use: eviction removes the least recently used first
+        except OSError: pass
 
+    def _remap(self):
+        n = len(self.sizes)
+        self.pixels = np.memmap(self.path, np.uint8, 'r', shape=(n, *self.presize, 3)) if n else np.zeros((0, *self.presize, 3), np.uint8)
+        self.rows = dict(zip(self.files, self.order.tolist()))
+
+    def __getstate__(self): return {k:v for k,v in self.__dict__.items() if k not in ('pixels', 'rows')}  # pickles small: a process that loads it maps the file
+    def __setstate__(self, state): self.__dict__.update(state); self._remap()
     def __len__(self): return len(self.files)
     def row(self, f): # a file name (anything else, e.g. an image in memory, is in no cache)
-        "The row of file `f`, or `None` if it is not in the cache."
-        return self.rows.get(str(Path(f).absolute())) if isinstance(f, (str, os.PathLike)) else None
+        "The row of `pixels` holding file `f`, or `None` if it is not one of `files`."
+        return self.rows.get(_abs(f)) if isinstance(f, (str, os.PathLike)) else None
     def __contains__(self, f): return self.row(f) is not None
-    def __repr__(self): return f"{self.__class__.__name__}: {len(self)} images at {self.presize[0]}x{self.presize[1]}, {self.pixels.nbytes/2**20:.1f} MiB"
+    def __repr__(self): return f"{self.__class__.__name__}: {len(self)} images at {self.presize[0]}x{self.presize[1]} in a store of {len(self.sizes)} ({self.pixels.nbytes/2**20:.1f} MiB)"
+
+# %% ../nbs/12_appendix_image_cache.ipynb #c4a1e2b9
+def cache_info(root:Path=None, # the cache folder; default `image_cache_dir()`
+               show:bool=True, # print a line per store and the total
+              )->dict: # {'root', 'limit', 'bytes', 'stores': [{'path', 'presize', 'dataset', 'images', 'bytes', 'last_used'}]}
+    "Where the image cache is, how large, and what it holds (the report of `mlr cache`)."
+    root = Path(root) if root is not None else image_cache_dir(); stores = []
+    for d in _stores(root) if root.exists() else []:
+        idx = _read_index(d)
+        if idx is None: continue
+        t = os.stat(d/'index.json').st_mtime
+        stores.append(dict(path=str(d), presize=tuple(idx['presize']), dataset=idx['dataset'], images=len(idx['files']), bytes=_nbytes(d),
+                           last_used=time.strftime('%Y-%m-%d %H:%M', time.localtime(t))))
+    res = dict(root=str(root), limit=image_cache_limit(), bytes=sum(s['bytes'] for s in stores), stores=stores)
+    if show:
+        for s in stores: print(f"{s['bytes']/2**20:9.1f} MiB  {s['images']:6d} images at {s['presize'][0]}x{s['presize'][1]}  of {s['dataset']}  (used {s['last_used']})")
+        print(f"{res['bytes']/2**20:9.1f} MiB in {root} (limit {res['limit']/2**30:.1f} GiB, MULTILABEL_REGRESS_IMAGES_GB)")
+    return res
+
+def clear_cache(root:Path=None, # the cache folder; default `image_cache_dir()`
+               )->int: # the bytes freed
+    "Remove every store of the image cache (waiting for a build in progress to finish); the next loaders decode their images again."
+    root = Path(root) if root is not None else image_cache_dir()
+    if not root.exists(): return 0
+    with _locked(root):
+        freed = 0
+        for d in _stores(root): freed += _nbytes(d); shutil.rmtree(d, ignore_errors=True)
+        _clean(root)
+    return freed
+
+def cache_command(clear:bool=False, # remove every store of the cache (the next loaders decode their images again)
+                 ):
+    "Show where the image cache is, how large it is and what it holds; with --clear, empty it."
+    if clear: print(f"freed {clear_cache()/2**20:.1f} MiB in {image_cache_dir()}")
+    else: cache_info()
 
 # %% ../nbs/12_appendix_image_cache.ipynb #7017bcd6
 class CachedImage(Transform):
-    "The type transform of a cached `ImageBlock`: each split's files decoded once into an `ImageCache` (the training split's at setup, the others when first loaded); an item is then its uint8 pixels, or a file outside the caches decoded now the same way."
+    "The type transform of a cached `ImageBlock`: each split's files decoded once into the store of their dataset's folder (the training split's at setup, the others when first loaded); an item is then its uint8 pixels, or a file outside the caches decoded now the same way."
     train_setup = False  # the caches cover the validation items as well
     input_types = (str, Path, Image.Image)  # what `test_dl` may pass (fastai's `infer_idx` starts the test pipeline here for them)
     def __init__(self, presize, # (height, width) every image is squished to, or one side
                  root:Path=None, n_workers:int=None, progress:bool=None): # see `ImageCache`
         super().__init__(); self.presize,self.root,self.n_workers,self.progress = _hw2(presize),root,n_workers,progress
-        self.caches,self.pending = [],[]
+        self.caches,self.pending,self.dataset = [],[],None
     @property
     def cache(self): return self.caches[0] if self.caches else None  # the first (training) split's
     def setups(self, items):
         if self.caches or items is None or not len(items): return
         files = [items[i] for i in range(len(items))]
+        self.dataset = _common_dir([os.path.abspath(f) for f in files if isinstance(f, (str, os.PathLike))])  # one store for every split
         splits = [list(s) for s in getattr(items, 'splits', None) or [] if len(s)]
         groups = [[files[i] for i in s] for s in splits] or [files]
         self.caches.append(self._cache(groups[0]))
-        self.pending = [({str(Path(f).absolute()) for f in g}, g) for g in groups[1:]]  # the others when first needed
-    def _cache(self, files): return ImageCache(files, self.presize, self.root, self.n_workers, self.progress)
+        self.pending = [({_abs(f) for f in g}, g) for g in groups[1:]]  # the others when first needed
+    def _cache(self, files): return ImageCache(files, self.presize, self.root, self.n_workers, self.progress, dataset=self.dataset)
     def lookup(self, f):
         "(cache, row) of file `f`: in a built cache, or in a pending split's, which is built now; (None, None) for other files."
         if not isinstance(f, (str, os.PathLike)): return None,None
         for c in self.caches:
             r = c.row(f)
             if r is not None: return c,r
-        a = str(Path(f).absolute())
+        a = _abs(f)
         for k,(names,g) in enumerate(self.pending):
             if a in names:
                 del self.pending[k]; self.caches.append(self._cache(g)); return self.caches[-1],self.caches[-1].row(f)
@@ -210,7 +358,7 @@ class CachedImage(Transform):
 
 def CachedImageBlock(presize, **kwargs): # (height, width) or one side; `kwargs` go to `CachedImage`
     "An `ImageBlock` whose images are decoded once, at `presize`, into an `ImageCache`."
-    return TransformBlock(type_tfms=CachedImage(presize, **kwargs), batch_tfms=IntToFloatTensor)
+    return TransformBlock(type_tfms=CachedImage(presize, **kwargs), batch_tfms=IntToFloatTensor, dl_type=CachedDL)  # `CachedDL`: batches gathered, with their originals' sizes
 
 # %% ../nbs/12_appendix_image_cache.ipynb #e3136f56
 def _crop_grid(th, size):
@@ -240,6 +388,7 @@ class RandomResizedCropBatch(RandTransform):
             th[:,0,0],th[:,1,1] = self.size[1]/(self.size[1]+xtra),self.size[0]/(self.size[0]+xtra)
             return th
         wh = getattr(x, 'orig_size', None)   # (width, height) of each original, from `CachedDL`; else the batch's own shape
+        if wh is None: self._no_sizes(x)
         a = (wh[:,0]/wh[:,1]).float().cpu() if wh is not None else torch.full((n,), x.shape[-1]/x.shape[-2])
         tries = 10
         s = torch.empty(n, tries).uniform_(self.min_scale, 1.)
@@ -254,6 +403,11 @@ class RandomResizedCropBatch(RandTransform):
         cy = torch.where(any_ok, (1-fh)*torch.rand(n)*2 - (1-fh), torch.zeros(n))
         th[:,0,0],th[:,0,2],th[:,1,1],th[:,1,2] = fw,cx,fh,cy
         return th
+    def _no_sizes(self, x):
+        if getattr(self, '_warned', False): return
+        self._warned = True
+        warnings.warn(f"RandomResizedCropBatch: this batch carries no original sizes (`orig_size`, which `CachedDL` gives), so its crops' area and ratio are drawn "
+                      f"on the {x.shape[-1]}x{x.shape[-2]} batch, not on the original images: use CachedImageBlock's loaders (dl_type=CachedDL) with item transforms that only convert", stacklevel=2)
     def encodes(self, x:TensorImage):
         th = self._theta(x).to(x.device, x.dtype)
         grid = _crop_grid(th, self.size)
@@ -263,8 +417,8 @@ class RandomResizedCropBatch(RandTransform):
 _STATIC_ITEM = (ToTensor, PointScaler)  # item transforms with no randomness, whose results `CachedDL` may compute once
 
 class CachedDL(SeededDL):
-    "A `SeededDL` that, when every item's image is in its `CachedImage`'s cache, makes a batch with one gather from the memory-mapped pixels and targets computed once."
-    _fast_state = None
+    "A `SeededDL` that, when every item's image is in its `CachedImage`'s cache, makes a batch with one gather from the memory-mapped pixels and targets computed once; every batch of images carries its originals' (width, height)."
+    _fast_state,_sizes = None,None
     def _cached_tfm(self):
         tls = getattr(self.dataset, 'tls', None)
         if not tls: return None,None
@@ -272,7 +426,7 @@ class CachedDL(SeededDL):
         return (None,None) if i is None or not fs[i].caches else (tls[0], i)
 
     def _fast(self):
-        "(rows, targets) of every item, or `None` where a batch must be made item by item."
+        "(cache, rows, targets) of every item, or `None` where a batch must be made item by item (then `_sizes` still holds each item's original size where the items are the cached pixels)."
         if self._fast_state is not None: return self._fast_state or None
         self._fast_state = False
         tl,i = self._cached_tfm()
@@ -280,13 +434,25 @@ class CachedDL(SeededDL):
         ci,pre = tl.tfms.fs[i],Pipeline(tl.tfms.fs[:i])
         files = [pre(o) for o in tl.items]
         cache = ci.find(files) if len(files) and all(isinstance(f, (str, os.PathLike)) for f in files) else None  # built here, in the main process
-        if cache is None or len(self.before_batch.fs) or not all(isinstance(t, _STATIC_ITEM) for t in self.after_item.fs): return None
+        if cache is None or i != len(tl.tfms.fs)-1 or not all(isinstance(t, _STATIC_ITEM) for t in self.after_item.fs): return None  # the item is not the cached pixels
         rows = np.array([cache.row(f) for f in files])
+        self._sizes = torch.from_numpy(cache.sizes[rows]).float()
+        if len(self.before_batch.fs): return None
         shape = TensorImage(torch.zeros(3, *cache.presize, dtype=torch.uint8))  # `_STATIC_ITEM` transforms read only the image's size
         ys = [self.after_item((shape, *[t[k] for t in self.dataset.tls[1:]]))[1:] for k in range(len(rows))] if len(self.dataset.tls) > 1 else None
         ys = fa_collate(ys) if ys else ()
         self._fast_state = (cache, rows, ys)
         return self._fast_state
+
+    def _one_pass(self):
+        "fastai's one-item pass that learns the batch's types: a crop of it draws no warning about sizes."
+        crops = [t for t in self.after_batch.fs if isinstance(t, RandomResizedCropBatch)]; old = [t.__dict__.get('_warned') for t in crops]
+        for t in crops: t._warned = True
+        try: super()._one_pass()
+        finally:
+            for t,o in zip(crops, old):
+                if o is None: del t._warned
+                else: t._warned = o
 
     def before_iter(self):
         "In the main process, before worker processes start: find (or build) the cache and compute the targets, once."
@@ -294,7 +460,7 @@ class CachedDL(SeededDL):
 
     def create_batches(self, samps):
         fast = self._fast()
-        if fast is None: yield from super().create_batches(samps); return
+        if fast is None: yield from self._item_batches(samps); return
         cache,rows,ys = fast
         for idx in chunked(samps, self.bs, self.drop_last):
             idx = np.asarray(idx); r = rows[idx]
@@ -302,7 +468,15 @@ class CachedDL(SeededDL):
             x.orig_size = torch.from_numpy(cache.sizes[r]).float()
             yield (x, *[y[torch.from_numpy(idx)] for y in ys])
 
+    def _item_batches(self, samps):
+        "fastai's batches, item by item; where the items are the cached pixels, the images carry their originals' sizes."
+        if self._sizes is None: yield from super().create_batches(samps); return
+        samps = list(samps)
+        for idx,b in zip(chunked(samps, self.bs, self.drop_last), super().create_batches(samps)):
+            if isinstance(b[0], TensorImage) and len(b[0]) == len(idx): b[0].orig_size = self._sizes[torch.tensor(idx)]
+            yield b
+
     def new(self, dataset=None, cls=None, **kwargs):
         res = super().new(dataset, cls, **kwargs)
-        if dataset is None or dataset is self.dataset: res._fast_state = self._fast_state
+        if dataset is None or dataset is self.dataset: res._fast_state,res._sizes = self._fast_state,self._sizes
         return res

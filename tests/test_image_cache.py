@@ -48,15 +48,17 @@ def decoded(monkeypatch):
     return seen
 
 # ---- the cache on disk
+def _px(c): return c.pixels[c.order]  # the pixels of `c.files`, in their order
+
 def _build_in_child(fs, root, barrier, q):
     barrier.wait()  # every process starts on the cold cache at once
     try:
         c = ImageCache(fs, PRE, root=root, n_workers=1)
-        q.put((c.built, str(c.path), _sha(c.pixels), c.sizes.tolist()))
+        q.put((c.built, str(c.path), _sha(_px(c)), c.sizes[c.order].tolist()))
     except BaseException as e: q.put(repr(e)); raise
 
-def test_concurrent_cold_builds_agree(jpegs, cache_root):
-    "4 processes build the same cache at once: all see the same pixels, equal to `decode_at`'s, and one pixel file stays."
+def test_concurrent_cold_builds_decode_once(jpegs, cache_root):
+    "4 processes build the same cold cache at once: one decodes every image, the others wait and map its pixels (equal to `decode_at`'s); one pixel file stays."
     fs,_ = jpegs; ctx = mp.get_context('fork')
     barrier,q = ctx.Barrier(4),ctx.Queue()
     ps = [ctx.Process(target=_build_in_child, args=(fs, cache_root, barrier, q)) for _ in range(4)]
@@ -66,13 +68,14 @@ def test_concurrent_cold_builds_agree(jpegs, cache_root):
     assert [p.exitcode for p in ps] == [0]*4, res
     ref = _decoded(fs)
     assert {r[1] for r in res} == {res[0][1]} and {r[2] for r in res} == {_sha(ref)}
-    assert all(r[0] in (0, len(fs)) for r in res) and any(r[0] == len(fs) for r in res)
+    assert sorted(r[0] for r in res) == [0, 0, 0, len(fs)]   # decoded once in all
     assert all(r[3] == [list(Image.open(f).size) for f in fs] for r in res)
     pixels = Path(res[0][1]); key = pixels.parent.relative_to(cache_root)
-    # exactly one pixel file and its index: no temporary file, no second copy
-    assert _tree(cache_root) == sorted([str(key.parent), str(key), str(key/'index.json'), str(key/pixels.name)])
+    # exactly one pixel file of the rows' size and its index, beside the cache's lock: no temporary file, no second copy
+    assert _tree(cache_root) == sorted(['.lock', str(key.parent), str(key), str(key/'index.json'), str(key/pixels.name)])
+    assert pixels.stat().st_size == len(fs)*PRE*PRE*3
     again = ImageCache(fs, PRE, root=cache_root)
-    assert again.built == 0 and again.path == pixels and np.array_equal(again.pixels, ref)
+    assert again.built == 0 and again.path == pixels and np.array_equal(_px(again), ref)
 
 def _build_paused(fs, root, started, go, q):
     "Build the cache, stopping after the first decoded image until `go` is set."
@@ -80,128 +83,112 @@ def _build_paused(fs, root, started, go, q):
     def slow(f, presize):
         res = orig(f, presize); started.set(); go.wait(60); return res
     IC.decode_at = slow  # this child process's module only
-    q.put(_sha(ImageCache(fs, PRE, root=root, n_workers=1).pixels))
+    c = ImageCache(fs, PRE, root=root, n_workers=1); q.put((c.built, _sha(_px(c))))
 
 def test_a_build_in_progress_is_invisible(jpegs, cache_root):
-    "Mid-build, nothing lies under a final name (pixels or index): another process builds its own copy, and both end with the same, single file."
+    "Mid-build no index lists the rows being written: another process asking for them waits for the build, then maps them, decoding nothing."
     fs,_ = jpegs; ctx = mp.get_context('fork')
-    started,go,q = ctx.Event(),ctx.Event(),ctx.Queue()
+    started,go,q,q2 = ctx.Event(),ctx.Event(),ctx.Queue(),ctx.Queue()
     p = ctx.Process(target=_build_paused, args=(fs, cache_root, started, go, q)); p.start()
     try:
         assert started.wait(60)
-        names = [o.name for o in cache_root.rglob('*') if o.is_file()]
-        assert len(names) == 1 and names[0].startswith('.pixels-') and names[0].endswith('.tmp')  # only the temporary file
-        mine = ImageCache(fs, PRE, root=cache_root, n_workers=1)  # meanwhile, this process builds the cache itself
-        assert mine.built == len(fs)
+        assert not list(cache_root.rglob('index.json'))      # nothing finished: no index
+        p2 = ctx.Process(target=_build_paused, args=(fs, cache_root, ctx.Event(), ctx.Event(), q2)); p2.start()
+        p2.join(3); assert p2.is_alive()                     # waiting for the first build (it would hang decoding: its `go` never comes)
     finally: go.set()
-    theirs = q.get(timeout=60); p.join(60)
-    assert p.exitcode == 0 and theirs == _sha(mine.pixels) == _sha(_decoded(fs))
-    assert sorted(o.name for o in mine.path.parent.iterdir()) == sorted(['index.json', mine.path.name])
+    assert q.get(timeout=60) == (len(fs), _sha(_decoded(fs))) and q2.get(timeout=60) == (0, _sha(_decoded(fs)))
+    p.join(60); p2.join(60); assert p.exitcode == p2.exitcode == 0
     assert not [o for o in cache_root.rglob('*.tmp')]
 
 def test_changed_file_alone_is_decoded_again(jpegs, cache_root, decoded):
     fs,others = jpegs
     c1 = ImageCache(fs, PRE, n_workers=1)   # root: data_dir()/'images', under the test's folder
     assert c1.path.is_relative_to(cache_root) and c1.built == len(fs) and sorted(decoded) == sorted(fs)
-    old = np.array(c1.pixels); st = os.stat(fs[3])
+    old = np.array(_px(c1)); st = os.stat(fs[3])
     shutil.copy(others[0], fs[3])            # another image over it: its content, size and time change
     assert os.stat(fs[3]).st_size != st.st_size and os.stat(fs[3]).st_mtime_ns != st.st_mtime_ns
     decoded.clear(); c2 = ImageCache(fs, PRE, n_workers=1)
-    assert c2.built == 1 and decoded == [fs[3]]          # only it decoded; every other row copied
-    np.testing.assert_array_equal(c2.pixels[3], decode_at(others[0], PRE)[0])
+    assert c2.built == 1 and decoded == [fs[3]]          # only it decoded, into a new row of the same store
+    np.testing.assert_array_equal(_px(c2)[3], decode_at(others[0], PRE)[0])
     keep = [i for i in range(len(fs)) if i != 3]
-    np.testing.assert_array_equal(c2.pixels[keep], old[keep])
-    assert c2.sizes[3].tolist() == list(Image.open(others[0]).size)
-    # the same folder (same files) with a new pixel file: the old one removed, the index names the new stat
-    assert c2.path.parent == c1.path.parent and c2.path != c1.path
-    assert sorted(o.name for o in c2.path.parent.iterdir()) == sorted(['index.json', c2.path.name])
+    np.testing.assert_array_equal(_px(c2)[keep], old[keep]); assert c2.order[keep].tolist() == c1.order[keep].tolist()
+    assert c2.sizes[c2.order[3]].tolist() == list(Image.open(others[0]).size)
+    assert c2.path == c1.path and sorted(o.name for o in c2.path.parent.iterdir()) == sorted(['index.json', c2.path.name])
     st = os.stat(fs[3]); idx = json.loads((c2.path.parent/'index.json').read_text())
-    assert idx['stats'][3] == [st.st_mtime_ns, st.st_size] and idx['pixels'] == c2.path.name
+    assert idx['files']['000005.jpg' if fs[3].name == '000005.jpg' else fs[3].name][1][:2] == [st.st_mtime_ns, st.st_size]
     decoded.clear(); assert ImageCache(fs, PRE).built == 0 and decoded == []
 
 def test_touched_file_is_decoded_again(jpegs, cache_root, decoded):
     "A new modification time alone (same bytes, same size) counts as a change."
     fs,_ = jpegs
-    c1 = ImageCache(fs, PRE, n_workers=1); old = np.array(c1.pixels)
+    c1 = ImageCache(fs, PRE, n_workers=1); old = np.array(_px(c1))
     st = os.stat(fs[5]); os.utime(fs[5], ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
     decoded.clear(); c2 = ImageCache(fs, PRE, n_workers=1)
-    assert c2.built == 1 and decoded == [fs[5]] and c2.path != c1.path
-    np.testing.assert_array_equal(c2.pixels, old)
+    assert c2.built == 1 and decoded == [fs[5]] and c2.order[5] == len(fs)
+    np.testing.assert_array_equal(_px(c2), old)
 
 def test_added_file_reuses_the_rows(jpegs, pascal, tmp_path, cache_root, decoded):
-    "A new list of files is a new cache, whose rows come from the caches of other lists at the same presize."
+    "Another list of files under the same folder shares the store: only its new file is decoded, each row where its file is."
     fs,others = jpegs
     c1 = ImageCache(fs[:8], PRE, n_workers=1)
     new = Path(shutil.copy(others[1], tmp_path/'img'/'new.jpg'))
     decoded.clear(); c2 = ImageCache(fs[:8] + [new], PRE, n_workers=1)
-    assert c2.built == 1 and decoded == [new] and c2.path.parent != c1.path.parent
-    np.testing.assert_array_equal(c2.pixels[:8], c1.pixels)
-    np.testing.assert_array_equal(c2.pixels[8], decode_at(others[1], PRE)[0])
-    assert c1.path.exists()                  # the other list's cache stays valid
-    # the same files in another order: nothing decoded, each row where its file now is
+    assert c2.built == 1 and decoded == [new] and c2.path == c1.path and c2.order.tolist() == list(range(9))
+    np.testing.assert_array_equal(_px(c2)[:8], _px(c1))
+    np.testing.assert_array_equal(_px(c2)[8], decode_at(others[1], PRE)[0])
+    # the same files in another order: nothing decoded, each row where its file is
     decoded.clear(); c3 = ImageCache(fs[:8][::-1], PRE, n_workers=1)
-    assert c3.built == 0 and decoded == [] and np.array_equal(c3.pixels, c1.pixels[::-1])
-    assert c3.row(fs[0]) == 7 and fs[0] in c3 and new not in c3 and c3.row(new) is None
-    # another presize is another cache: decoded afresh, never squished from this one
-    c4 = ImageCache(fs[:2], 16, n_workers=1); assert c4.built == 2
-    np.testing.assert_array_equal(c4.pixels, _decoded(fs[:2], 16))
+    assert c3.built == 0 and decoded == [] and np.array_equal(_px(c3), _px(c1)[::-1])
+    assert c3.row(fs[0]) == 0 and fs[0] in c3 and new not in c3 and c3.row(new) is None
+    # another presize is another store: decoded afresh, never squished from this one
+    c4 = ImageCache(fs[:2], 16, n_workers=1); assert c4.built == 2 and c4.path.parent != c1.path.parent
+    np.testing.assert_array_equal(_px(c4), _decoded(fs[:2], 16))
 
 def test_index_without_its_pixels_rebuilds(jpegs, cache_root):
-    "An index whose pixel file is gone (removed by a rebuild in between) is built again, not trusted."
+    "An index whose pixel file is gone (removed by hand) is built again, not trusted."
     fs,_ = jpegs
     c1 = ImageCache(fs, PRE, n_workers=1); p = c1.path; del c1
     p.unlink()
     c2 = ImageCache(fs, PRE, n_workers=1)
-    assert c2.built == len(fs) and np.array_equal(c2.pixels, _decoded(fs))
+    assert c2.built == len(fs) and np.array_equal(_px(c2), _decoded(fs))
 
-def test_reused_rows_whose_file_vanishes_are_decoded(jpegs, cache_root, monkeypatch):
-    "Another list's pixel file removed between finding its rows and copying them (a concurrent rebuild): those rows are decoded."
-    fs,_ = jpegs
-    ImageCache(fs[:8], PRE, n_workers=1)
-    found = ImageCache._reusable
-    def racing(self, stats):
-        res = found(self, stats)
-        for src,_,_ in res.values(): Path(src).unlink(missing_ok=True)  # the other process's rebuild, just now
-        return res
-    monkeypatch.setattr(ImageCache, '_reusable', racing)
-    c = ImageCache(fs, PRE, n_workers=1)
-    assert c.built == len(fs) and np.array_equal(c.pixels, _decoded(fs))
+def _state(root):
+    "Every path under `root` with its size and content digest (files), or None (folders)."
+    return [(p, (root/p).is_file() and ((root/p).stat().st_size, _sha(np.frombuffer((root/p).read_bytes(), np.uint8)))) for p in _tree(root)]
 
 @pytest.mark.parametrize('n_workers', [1, 2])
 def test_truncated_jpeg_names_the_file_and_leaves_nothing(jpegs, pascal, tmp_path, cache_root, n_workers):
-    "A truncated JPEG: a `DatasetError` naming it, and the cache folder exactly as before (no temporary or new folder)."
+    "A truncated JPEG: a `DatasetError` naming it, and the cache folder exactly as before (no temporary file, no new folder, no new rows)."
     fs,_ = jpegs
     ImageCache(fs, PRE, n_workers=1)                     # a cache that is there before
-    bad = tmp_path/'img'/'bad.jpg'; data = fs[0].read_bytes(); bad.write_bytes(data[:len(data)//2])
+    bad = tmp_path/'img'/'bad.jpg'; data = fs[0].read_bytes(); bad.write_bytes(data[:len(data)//2]); (tmp_path/'img'/'more').mkdir()
     # 2 workers: more than one chunk of 32 files to decode, so a pool of processes does it
-    files = fs + [bad] if n_workers == 1 else sorted((pascal/'train').glob('*.jpg')) + [bad]
-    def state(): return [(p, (cache_root/p).is_file() and (cache_root/p).stat().st_mtime_ns) for p in _tree(cache_root)]
-    for presize in (PRE, 20):                            # into an existing presize folder, and a new one
-        before = state()
+    files = fs + [bad] if n_workers == 1 else [Path(shutil.copy(f, tmp_path/'img'/'more'/f.name)) for f in sorted((pascal/'train').glob('*.jpg'))] + [bad]
+    for presize in (PRE, 20):                            # into an existing store, and a new one
+        before = _state(cache_root)
         with pytest.raises(DatasetError, match=re.escape(str(bad)) + '.*not a readable image'):
             ImageCache(files, presize, n_workers=n_workers)
-        assert state() == before                         # the same folders, the same files unchanged
+        assert _state(cache_root) == before              # the same folders, the same files, the same bytes
     assert ImageCache(fs, PRE).built == 0                # the earlier cache still opens as it was
 
 def _rebuild(fs, root, q): q.put(ImageCache(fs, PRE, root=root, n_workers=1).built)
 
 def test_mapped_reader_survives_a_rebuild(jpegs, cache_root):
-    "A reader keeps its mapped pixels, valid, while another process rebuilds the cache and removes the old file."
+    "A reader keeps its mapped pixels, valid, while another process decodes a changed file into the store."
     fs,others = jpegs
-    c1 = ImageCache(fs, PRE, n_workers=1); snap = np.array(c1.pixels); old = c1.path
+    c1 = ImageCache(fs, PRE, n_workers=1); snap = np.array(_px(c1))
     shutil.copy(others[1], fs[0])
     ctx = mp.get_context('fork'); q = ctx.Queue()
     p = ctx.Process(target=_rebuild, args=(fs, cache_root, q)); p.start()
     reads = 0
     while p.is_alive() or reads < 3:
-        np.testing.assert_array_equal(c1.pixels, snap); reads += 1
+        np.testing.assert_array_equal(_px(c1), snap); reads += 1
     p.join(60)
     assert p.exitcode == 0 and q.get(timeout=10) == 1
-    assert not old.exists()                        # the rebuild removed the pixel file this reader maps...
-    np.testing.assert_array_equal(c1.pixels, snap)  # ...whose data stays readable until the mapping goes
+    np.testing.assert_array_equal(_px(c1), snap)
     c2 = ImageCache(fs, PRE)
-    assert c2.built == 0 and np.array_equal(c2.pixels[0], decode_at(others[1], PRE)[0])
-    np.testing.assert_array_equal(c2.pixels[1:], snap[1:])
+    assert c2.built == 0 and np.array_equal(_px(c2)[0], decode_at(others[1], PRE)[0])
+    np.testing.assert_array_equal(_px(c2)[1:], snap[1:])
 
 # ---- CachedDL
 def _cached_image(dls): return next(t for t in dls.train_ds.tls[0].tfms.fs if isinstance(t, CachedImage))
@@ -307,6 +294,7 @@ def test_integer_boxes_equal_interpolate_of_the_crop():
         torch.testing.assert_close(out[i].as_subclass(torch.Tensor), ref, rtol=0, atol=1e-4)
         np.testing.assert_allclose(_crop_ref(x[i].numpy(), (l,t,cw,ch), (12,16)), ref.numpy(), atol=1e-4)
 
+@pytest.mark.filterwarnings('ignore:RandomResizedCropBatch. this batch carries no original sizes')  # `None`: on purpose
 @pytest.mark.parametrize('orig', [None, (500, 333), (1000, 100), (100, 1000)])
 def test_random_crops_equal_brute_force(orig):
     "Training crops on random pixels equal the brute-force crop-and-resize of the box each matrix names, inside the image."
