@@ -147,7 +147,7 @@ def train_keypoint(path:str,                 # a folder in the biwi_head_pose la
                    lr:float=None,            # learning rate (default: 3e-3 centre, 1e-2 angles)
                    bs:int=32,                # batch size
                    pretrained:bool=False,    # start from ImageNet weights (needs a download)
-                   valid_person:str='13',    # the held-out person folder
+                   valid_person:str='13',    # the held-out person folder (`7` is `07`, as in `biwi_dls`)
                    seed:int=42,              # seed for repeatable runs
                    workers:int=None,         # data loader processes (default 0: batches come from the image cache)
                    crop_px:float=160,        # angles: the side of the square cut around the head, in pixels of the frame
