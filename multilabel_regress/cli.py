@@ -16,8 +16,8 @@ from .datasets import *
 from .models import *
 
 # %% auto #0
-__all__ = ['sample', 'train_multilabel', 'train_keypoint', 'predict_files', 'predict', 'evaluate_multilabel', 'evaluate_keypoint',
-           'evaluate', 'train', 'chapter', 'main']
+__all__ = ['sample', 'EpochLines', 'train_multilabel', 'train_keypoint', 'predict_files', 'predict', 'evaluate_multilabel',
+           'evaluate_keypoint', 'evaluate', 'train', 'chapter', 'main']
 
 # %% ../nbs/07_cli.ipynb #778e1422
 def sample(which:str,           # 'pascal' or 'biwi'
@@ -40,7 +40,7 @@ from .multilabel import (multilabel_learner, mean_average_precision, per_class_a
                                             choose_thresholds, threshold_sweep)
 from .biwi_data import biwi_dls, pose_dls, get_ctr, ANGLE_SCALE
 from .keypoint import keypoint_learner, predict_angles, _sizes
-from .biwi_data import pose_angles
+from .biwi_data import pose_angles, PersonSplitter
 from .distributed import train_ctx, gather_preds, on_main, is_main, is_distributed, main_first, distrib_setup, distrib_teardown
 from fastai.vision.all import XResNet, set_seed, accuracy_multi
 
@@ -78,6 +78,34 @@ def _parse_size(size,    # '128', '96,128', 64, (96,128) or None (the default)
     if min(s) < _MIN_SIZE: raise UserError(f"--size {size}: images need at least {_MIN_SIZE} pixels a side")
     return s if kind == 'ctr' else s*2
 
+# %% ../nbs/07_cli.ipynb #51939ea9
+from fastai.callback.progress import ProgressCallback
+from fastai.callback.core import Callback
+from fastai.imports import noop  # the one `Learner.no_logging()` sets (fastai's own, not fastcore's)
+
+class EpochLines(Callback):
+    "The training table as plain lines on stdout, the header, then one line per epoch (epoch, losses, metrics, time) as it ends."
+    order = ProgressCallback.order  # after `Recorder`, which names the columns
+    def before_fit(self):
+        self.quiet = self.learn.logger is noop or not is_main()  # `no_logging()`, or not the main process
+        self.old_logger,self.learn.logger = self.learn.logger,self._write
+        self.widths = [max(8, len(n)) for n in self.recorder.metric_names]
+        self._write(self.recorder.metric_names)
+    def _write(self, log):
+        if self.quiet: return
+        cells = [f'{v:.6f}' if isinstance(v, float) else str(v) for v in log]
+        print('  '.join(c.ljust(w) for c,w in zip(cells, self.widths)).rstrip(), flush=True)
+    def after_fit(self): self.learn.logger = self.old_logger
+
+def _plain_log(learn):
+    "Off a terminal (a file, a pipe, a notebook), `learn` logs one line per epoch (`EpochLines`) instead of drawing progress bars."
+    if sys.stdout.isatty(): return learn
+    learn.remove_cbs([c for c in learn.cbs if isinstance(c, ProgressCallback)])
+    learn.add_cb(EpochLines())
+    return learn
+
+_ABSENT = r'\d+ class\(es\) have no positive target'  # `mean_average_precision`'s warning: the CLI reports which classes it scored instead
+
 # %% ../nbs/07_cli.ipynb #a2bab1d8
 def train_multilabel(path:str,                 # a folder in the pascal_2007 layout (train.csv + train/)
                      arch:str='xresnet_small', # architecture name (see `models.ARCHS`)
@@ -95,9 +123,10 @@ def train_multilabel(path:str,                 # a folder in the pascal_2007 lay
     check_pascal(path)  # every image decoded, both splits present: a bad file stops us here, not mid-training
     set_seed(seed, reproducible=True)
     dls = pascal_dls(path, size=size, bs=bs, seed=seed, num_workers=_workers(workers))
-    learn = main_first(multilabel_learner, dls, arch, pretrained=pretrained)  # pretrained weights download once per machine
+    learn = _plain_log(main_first(multilabel_learner, dls, arch, pretrained=pretrained))  # pretrained weights download once per machine
     if speedups and not is_distributed(): cuda_speedups(learn)  # nothing changes on a CPU
-    with train_ctx(learn):
+    with train_ctx(learn), warnings.catch_warnings():
+        warnings.filterwarnings('ignore', _ABSENT, UserWarning)  # a class absent from validation: the summary says how many were scored
         if pretrained: learn.fine_tune(epochs, base_lr=lr, freeze_epochs=4)
         else: learn.fit_one_cycle(epochs, lr)
         probs,targs = gather_preds(learn)
@@ -118,7 +147,7 @@ def train_keypoint(path:str,                 # a folder in the biwi_head_pose la
                    lr:float=None,            # learning rate (default: 3e-3 centre, 1e-2 angles)
                    bs:int=32,                # batch size
                    pretrained:bool=False,    # start from ImageNet weights (needs a download)
-                   valid_person:str='13',    # the held-out person folder
+                   valid_person:str='13',    # the held-out person folder (`7` is `07`, as in `biwi_dls`)
                    seed:int=42,              # seed for repeatable runs
                    workers:int=None,         # data loader processes (default 0: batches come from the image cache)
                    crop_px:float=160,        # angles: the side of the square cut around the head, in pixels of the frame
@@ -128,6 +157,7 @@ def train_keypoint(path:str,                 # a folder in the biwi_head_pose la
     if target not in _CHOICES['target']: raise UserError(f"target={target!r}: use 'ctr' (the head centre) or 'angles' (yaw, pitch, roll)")
     path = Path(path); size = _parse_size(size, target)
     people = {f.parent.name for f in check_biwi(path)}  # every frame decoded: a broken image stops us here, not mid-training
+    valid_person = PersonSplitter(valid_person).valid[0]  # `7` is the folder `07`, as `biwi_dls` reads it
     if valid_person not in people: raise DatasetError(f"{path/valid_person} is not a person folder with frames: pick the person to hold out with --valid-person")
     if people == {valid_person}: raise DatasetError(f"{path} holds only person {valid_person}: nothing is left to train on")
     set_seed(seed, reproducible=True)
@@ -138,7 +168,7 @@ def train_keypoint(path:str,                 # a folder in the biwi_head_pose la
     else: dls = pose_dls(path, px=crop_px, size=size[0], valid_person=valid_person, bs=bs, seed=seed, num_workers=_workers(workers))
     head = 'softargmax' if target == 'ctr' and not pretrained else 'pool'
     kw = dict(head=head) if head == 'softargmax' else dict(ps=0.1) if target == 'angles' else {}
-    learn = main_first(keypoint_learner, dls, arch=arch, pretrained=pretrained, **kw)
+    learn = _plain_log(main_first(keypoint_learner, dls, arch=arch, pretrained=pretrained, **kw))
     if speedups and not is_distributed(): cuda_speedups(learn)
     with train_ctx(learn):
         if pretrained: learn.fine_tune(epochs, lr)
@@ -155,6 +185,9 @@ def _images(files, skip_bad):
     "The files that open as images; with `skip_bad`, the others are skipped and reported, else the first stops us."
     ok,bad = [],[]
     for f in files:
+        if Path(f).is_dir():
+            if not skip_bad: raise DatasetError(_folder_given(Path(f)))
+            bad.append(str(f)); continue
         try: open_rgb(f); ok.append(Path(f))
         except DatasetError as e:
             if not skip_bad: raise DatasetError(f"{e} (or pass --skip-bad to skip unreadable images)") from None
@@ -162,6 +195,11 @@ def _images(files, skip_bad):
     if bad: print(f"skipped {len(bad)} unreadable image(s): {', '.join(bad[:5])}{' ...' if len(bad)>5 else ''}", file=sys.stderr)
     if not ok: raise DatasetError("no readable images to work on")
     return ok,bad
+
+def _folder_given(d):
+    "The message for a folder given where images are expected: the images in it, as a shell pattern."
+    exts = sorted({p.suffix.lower() for p in d.iterdir() if p.suffix.lower() in ('.jpg','.jpeg','.png','.bmp','.tif','.tiff','.webp')})
+    return f"{d} is a folder, not an image: pass the images in it, e.g. {', '.join(str(d/f'*{e}') for e in exts) or d/'*.jpg'}"
 
 _CHUNK = 256  # images per step of the progress bar
 
@@ -236,13 +274,10 @@ def predict(model_dir:str,        # a model folder written by `mlr train`
     return res
 
 # %% ../nbs/07_cli.ipynb #0442abee
-def _clean_labels(df, f):
-    labels = []
-    for i,l in enumerate(df['labels']):
-        ls = str(l).split() if isinstance(l, str) else []
-        if not ls: raise DatasetError(f"{f}, row {df.index[i]+2} ({df['fname'].iloc[i]}): empty labels; give each image at least one label")
-        labels.append(list(dict.fromkeys(ls)))
-    return labels
+def _map(scores, targs)->tuple:
+    "mAP over the classes with a positive in `targs` (None if none has one), and how many classes that is: said, not warned about."
+    ap = per_class_ap(scores, targs); ok = ~ap.isnan()
+    return (float(ap[ok].mean()) if ok.any() else None), int(ok.sum())
 
 def _held_out_f1(probs, targs)->dict:
     "Micro F1 on one half of the rows with thresholds tuned on the other: one threshold, and one per class (`choose_thresholds`' evidence)."
@@ -260,14 +295,12 @@ def _tuning_rows(meta, path, csv)->bool:
 def evaluate_multilabel(model, meta, path, csv='train.csv', folder='train', all_rows=False, ignore_unknown=False, skip_bad=False):
     "Scores of a multi-label `model` on the rows of `path/csv` and their images in `path/folder` (see `evaluate`)."
     f = Path(path)/csv
-    df = pd.read_csv(f) if f.exists() else None
-    if df is None: raise DatasetError(f"{f} is missing: evaluation needs a CSV with fname,labels (and is_valid); pick it with --csv")
-    miss = [c for c in ('fname','labels') if c not in df.columns]
-    if miss: raise DatasetError(f"{f} has no column {', '.join(miss)}: the header must be fname,labels[,is_valid]")
+    if not f.exists(): raise DatasetError(f"{f} is missing: evaluation needs a CSV with fname,labels (and is_valid); pick it with --csv")
+    df = read_pascal_csv(f, split=False)  # the CSV checked as training checks it (00_datasets); is_valid optional here
     rows = 'is_valid=True' if 'is_valid' in df.columns and not all_rows else 'all'
-    if rows != 'all': df = df[df['is_valid'].astype(str) == 'True']
+    if rows != 'all': df = df[df['is_valid']]
     if not len(df): raise DatasetError(f"{f} has no rows to evaluate (no is_valid=True rows? pass --all-rows)")
-    labels = _clean_labels(df, f); vocab = meta['vocab']; unknown = {}
+    labels = [s.split() for s in df['labels']]; vocab = meta['vocab']; unknown = {}
     for fn,ls in zip(df['fname'], labels):
         for l in ls:
             if l not in vocab: unknown.setdefault(l, fn)
@@ -282,11 +315,12 @@ def evaluate_multilabel(model, meta, path, csv='train.csv', folder='train', all_
     for i,ls in enumerate(labels):
         for l in ls:
             if l in vocab: targs[i, vocab.index(l)] = 1
-    probs = _outputs(model, meta, files).sigmoid()
+    logits = _outputs(model, meta, files); probs = logits.sigmoid()
     th = torch.tensor(meta['thresholds']); f1 = f1_scores(probs, targs, th)
-    ap = per_class_ap(probs, targs); tuning = _tuning_rows(meta, path, csv)
+    ap = per_class_ap(logits, targs)  # ranked on the logits: float32 sigmoids are all 1.0 above a logit of about 17, and would tie
+    mAP,scored = _map(logits, targs); tuning = _tuning_rows(meta, path, csv)
     return dict(task='multilabel', csv=str(f), rows=rows, images=len(files), skipped=len(bad), unknown_labels=sorted(unknown),
-                mAP=mean_average_precision(probs, targs),
+                mAP=mAP, mAP_classes=scored, classes_without_positives=[v for v,a in zip(vocab, ap) if math.isnan(float(a))],
                 accuracy_multi={str(t): float(accuracy_multi(probs, targs, thresh=t, sigmoid=False)) for t in (0.1, 0.2, 0.5, 0.99)},
                 f1_micro=f1['micro'], f1_macro=f1['macro'],
                 thresholds_tuned_on=meta.get('thresholds_tuned_on', 'not recorded in model.json'), f1_on_tuning_rows=tuning,
@@ -306,7 +340,7 @@ def _centre_errors(preds, targs, files):
 def evaluate_keypoint(model, meta, path, persons=None, skip_bad=False, centre_model=None):
     "Scores of a key-point or head-pose `model` on the frames of `persons` in `path` (see `evaluate`)."
     path = Path(path); check_biwi(path, images=False)
-    persons = persons or [meta.get('valid_person','13')]
+    persons = PersonSplitter(persons or [meta.get('valid_person','13')]).valid  # `7` is the folder `07`
     files = [f for p in persons for f in sorted((path/p).glob('frame_*_rgb.jpg'))]
     if not files: raise DatasetError(f"no frames in {', '.join(str(path/p) for p in persons)}: pass --persons with existing person folders")
     files,_ = _images(files, skip_bad)
@@ -409,7 +443,8 @@ def train(task:str,                 # 'multilabel' (pascal_2007 layout) or 'keyp
     on_main(save_model, learn.model, out, dict(meta, train_seconds=round(secs,1)), force=force)
     if task == 'multilabel':
         ev = meta['threshold_choice']['evidence']
-        _say(f"trained in {secs:.0f} s; valid mAP {mean_average_precision(probs, targs):.4f}; saved {out}\n"
+        mAP,scored = _map(probs, targs)
+        _say(f"trained in {secs:.0f} s; valid mAP {mAP:.4f}" + (f" (over the {scored} of {len(meta['vocab'])} classes that occur in validation)" if scored < len(meta['vocab']) else '') + f"; saved {out}\n"
              f"thresholds: {meta['threshold_choice']['kind']} (micro F1 on a held-out half of validation: one threshold {ev['f1_single']:.4f}, per class {ev['f1_per_class']:.4f})")
     elif meta['target'] == 'ctr':
         _say(f"trained in {secs:.0f} s; valid centre RMSE {_centre_errors(probs, targs, list(learn.dls.valid.items))[2]:.2f} px; saved {out}")
@@ -476,7 +511,7 @@ def chapter(data:str='sample',      # 'sample' (generated offline) or 'full' (th
     m['multilabel'] = dict(
         valid_images=len(probs), train_seconds=round(time.time()-t1, 1),
         accuracy_multi={str(t): round(float(accuracy_multi(probs, targs, thresh=t, sigmoid=False)),4) for t in (0.1, 0.2, 0.5, 0.99)},
-        mAP=round(mean_average_precision(probs, targs),4),
+        mAP=round(_map(probs, targs)[0],4),
         best_threshold=meta['threshold'], thresholds=dict(zip(meta['vocab'], meta['thresholds'])), threshold_choice=meta['threshold_choice'],
         f1_micro_half_b=_held_out_f1(probs, targs))
     on_main(save_model, learn.model, rep/'models'/'multilabel', meta, force=True)

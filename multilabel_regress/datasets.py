@@ -15,8 +15,8 @@ from . import __version__
 __all__ = ['VOC_CLASSES', 'VOC_FREQS', 'PASCAL_SIZES', 'SAMPLE_MARKER', 'RGB_CAL', 'DEPTH_CAL', 'BIWI_K', 'pascal_style',
            'UserError', 'DatasetError', 'ModelFolderError', 'FolderExistsError', 'data_dir', 'atomic_file',
            'write_atomic', 'atomic_dir', 'sample_marker', 'is_sample', 'check_dest', 'make_pascal_sample', 'get_pascal',
-           'rotation_from_angles', 'pose_text', 'make_biwi_sample', 'get_biwi', 'check_image', 'check_pascal',
-           'read_pose_file', 'read_cal_file', 'check_biwi']
+           'rotation_from_angles', 'pose_text', 'make_biwi_sample', 'get_biwi', 'check_image', 'read_pascal_csv',
+           'check_pascal', 'read_pose_file', 'read_cal_file', 'check_biwi']
 
 # %% ../nbs/00_datasets.ipynb #b51daeb4
 VOC_CLASSES = ('aeroplane bicycle bird boat bottle bus car cat chair cow diningtable dog horse '
@@ -499,11 +499,6 @@ def get_biwi(source:str='sample', # 'sample' (generated here, offline) or 'full'
     return _cached(data_dir()/'samples'/name, lambda d: make_biwi_sample(d, **kwargs))
 
 # %% ../nbs/00_datasets.ipynb #bef97163
-def _read_csv(f):
-    try: return pd.read_csv(f)
-    except FileNotFoundError: raise DatasetError(f"{f} is missing: a pascal_2007-style folder needs `train.csv` with columns fname,labels,is_valid") from None
-    except Exception as e: raise DatasetError(f"{f} could not be read as CSV ({e}): it needs a header line `fname,labels,is_valid`") from None
-
 def check_image(f:Path,   # an image file
                 fix:str='replace the file or remove it from the list', # what the user can do, for the message
                ):
@@ -517,27 +512,96 @@ def check_image(f:Path,   # an image file
     except Image.DecompressionBombError as e: raise DatasetError(f"{f} is too large to decode safely ({e}): {fix}") from None
     except Exception as e: raise DatasetError(f"{f} is not a readable image ({e.__class__.__name__}: {e}): {fix}") from None
 
+# %% ../nbs/00_datasets.ipynb #1639f132
+import csv as _csv
+
+_SEPARATORS = {',': 'comma', ';': 'semicolon', '|': 'bar'}  # what other tools separate labels with
+
+def _spaces(s:str)->str:
+    "'a space at its start' (or end, or both) when `s` has stray spaces around it; '' otherwise."
+    ends = [w for w,x in (('start', s[:1]), ('end', s[-1:])) if x.isspace()]
+    return f"a space at its {' and '.join(ends)}" if ends else ''
+
+def _csv_rows(f):
+    "The rows of the CSV `f` as (line number, fields), blank lines left out, or a `DatasetError` saying why it cannot be read."
+    try:
+        with open(f, newline='', encoding='utf-8-sig') as h:  # utf-8-sig: a spreadsheet's byte-order mark is not part of the first column's name
+            r = _csv.reader(h); return [(r.line_num, row) for row in r if row]
+    except FileNotFoundError: raise DatasetError(f"{f} is missing: a pascal_2007-style folder needs `train.csv` with columns fname,labels,is_valid") from None
+    except IsADirectoryError: raise DatasetError(f"{f} is a folder, not a CSV: name the CSV file (columns fname,labels,is_valid)") from None
+    except UnicodeDecodeError: raise DatasetError(f"{f} is not UTF-8 text: save it as a UTF-8 CSV with columns fname,labels,is_valid") from None
+    except _csv.Error as e: raise DatasetError(f"{f} could not be read as CSV ({e}): it needs a header line `fname,labels,is_valid`") from None
+
+def _header(f, head, need):
+    "Check the header `head` has the columns `need`, naming stray spaces."
+    miss = [c for c in need if c not in head]
+    if not miss: return
+    spaced = [c for c in head if c != c.strip() and c.strip() in miss]
+    fix = (f"remove the spaces around {', '.join(map(repr, spaced))} in the header line" if spaced else f"the header must be {','.join(need)}")
+    raise DatasetError(f"{f} has no column {', '.join(miss)} (it has {', '.join(map(repr, head))}): {fix}")
+
+def _labels(f, line, fn, s):
+    "The labels cell `s` of row `line` cleaned ('dog  person ' -> 'dog person', repeats once), or an error naming the row and the fix."
+    words = s.split()
+    if not words: raise DatasetError(f"{f}, row {line} ({fn}): empty labels; every image needs at least one label, separated by single spaces (e.g. `dog person`)")
+    sep = next((c for c in _SEPARATORS if c in s), None)
+    if sep:
+        fixed = ' '.join(''.join(' ' if c in _SEPARATORS else c for c in s).split())
+        raise DatasetError(f"{f}, row {line} ({fn}): labels {s!r} hold a {_SEPARATORS[sep]}; labels are separated by single spaces: write {fixed!r}")
+    return ' '.join(dict.fromkeys(words))
+
+def _image_file(f, line, images, fn):
+    "Check that `images/fn` is a file, naming stray spaces in `fn`."
+    p = images/fn
+    if p.is_file(): return
+    what = 'is a folder, not an image' if p.is_dir() else 'is missing'
+    fix = (f"remove the spaces in the CSV ({fn.strip()!r} is there)" if fn != fn.strip() and (images/fn.strip()).is_file()
+           else 'replace the file or drop its row from the CSV')
+    sp = _spaces(fn)
+    raise DatasetError(f"{f}, row {line}: {p} {what}" + (f" (the name {fn!r} has {sp})" if sp else '') + f": {fix}")
+
+def read_pascal_csv(f:Path,           # a CSV with columns fname,labels[,is_valid]
+                    images:Path=None, # the folder of its images: if given, every fname must name a file there
+                    split:bool=True,  # True: `is_valid` is required, with training and validation rows; False: it is optional
+                   )->pd.DataFrame:   # the rows, all text, `labels` cleaned and `is_valid` as bool
+    "Read and check a pascal_2007-style CSV: each mistake is one `DatasetError` naming the file, the row and the fix."
+    f = Path(f); rows = _csv_rows(f)
+    if not rows: raise DatasetError(f"{f} is empty: it needs a header line `fname,labels,is_valid` and one line per image")
+    (_,head),rows = rows[0],rows[1:]
+    _header(f, head, ('fname','labels','is_valid') if split else ('fname','labels'))
+    if not rows: raise DatasetError(f"{f} has no rows: add one line per image")
+    for line,r in rows:
+        if len(r) != len(head):
+            raise DatasetError(f"{f}, row {line} has {len(r)} fields where the header has {len(head)} ({','.join(head)}): "
+                               "labels are separated by single spaces, not commas (`bottle bird`)")
+    df = pd.DataFrame([r for _,r in rows], columns=head, dtype=object)
+    lines = [l for l,_ in rows]
+    for line,fn in zip(lines, df['fname']):
+        if not fn.strip(): raise DatasetError(f"{f}, row {line}: empty fname; every row names an image file")
+    df['labels'] = [_labels(f, l, fn, s) for l,fn,s in zip(lines, df['fname'], df['labels'])]
+    if 'is_valid' in df.columns:
+        v = df['is_valid'].str.lower()
+        bad = ~v.isin(['true','false'])
+        if bad.any():
+            i = int(bad.values.argmax()); s = df['is_valid'].iloc[i]
+            sp = _spaces(s)
+            raise DatasetError(f"{f}, row {lines[i]}: is_valid is {s!r}" + (f" (with {sp})" if sp else '') + "; it must be True or False")
+        df['is_valid'] = v.eq('true')
+        for val,name in ((False,'training'),(True,'validation')):
+            if split and not (df['is_valid'] == val).any():
+                raise DatasetError(f"{f} has no {name} rows (is_valid={val}): mark some of its {len(df)} rows is_valid={val}")
+    if images is not None:
+        for line,fn in zip(lines, df['fname']): _image_file(f, line, Path(images), fn)
+    return df
+
 # %% ../nbs/00_datasets.ipynb #9e8bfc14
 def check_pascal(path:Path,          # a pascal_2007-style folder
                  csv:str='train.csv', # the CSV with fname,labels,is_valid
                  folder:str='train', # where the images are
                  images:bool=True,   # also decode every image (`check_image`)
-                )->pd.DataFrame:     # the CSV, read
-    "Check a pascal_2007-style folder: the CSV, its columns, labels and splits, and each image it names."
-    path = Path(path); f = path/csv; df = _read_csv(f)
-    miss = [c for c in ('fname','labels','is_valid') if c not in df.columns]
-    if miss: raise DatasetError(f"{f} has no column {', '.join(miss)} (it has {', '.join(map(str, df.columns))}): the header must be fname,labels,is_valid")
-    if not len(df): raise DatasetError(f"{f} has no rows: add one line per image")
-    for i,r in df.iterrows():
-        if not isinstance(r['fname'], str) or not r['fname'].strip():
-            raise DatasetError(f"{f}, row {i+2}: empty fname; every row names an image file in {folder}/")
-        if not isinstance(r['labels'], str) or not r['labels'].split():
-            raise DatasetError(f"{f}, row {i+2} ({r['fname']}): empty labels; every image needs at least one space-separated label")
-    v = df['is_valid'].astype(str)
-    bad = df[~v.isin(['True','False'])]
-    if len(bad): raise DatasetError(f"{f}, row {bad.index[0]+2}: is_valid is {bad['is_valid'].iloc[0]!r}; it must be True or False")
-    for val,split in (('False','training'),('True','validation')):
-        if not (v == val).any(): raise DatasetError(f"{f} has no {split} rows (is_valid={val}): mark some of its {len(df)} rows is_valid={val}")
+                )->pd.DataFrame:     # the CSV, read by `read_pascal_csv`
+    "Check a pascal_2007-style folder: the CSV, its columns, labels and splits (`read_pascal_csv`), and each image it names."
+    path = Path(path); df = read_pascal_csv(path/csv, path/folder)
     if images:
         for fn in df['fname']: check_image(path/folder/fn, 'replace the file or drop its row from the CSV')
     return df

@@ -28,7 +28,7 @@ def _check_preds(preds, targs):
     if not ((targs == 0) | (targs == 1)).all(): raise ValueError("targs must be 0 or 1 (one-hot multi-label targets)")
     return preds,targs
 
-def per_class_ap(preds:Tensor, # probabilities [n, c] (after the sigmoid)
+def per_class_ap(preds:Tensor, # scores [n, c]: probabilities, or logits (only their order counts)
                  targs:Tensor, # 0/1 targets [n, c]
                 )->Tensor:     # AP of each class [c]; `nan` for a class with no positive in `targs`
     "Area under the precision-recall curve of each class (scikit-learn's `average_precision_score`), `nan` where a class never occurs."
@@ -44,23 +44,23 @@ def _mean_present(ap):
     if not ok.all(): warnings.warn(f"{int((~ok).sum())} class(es) have no positive target and are left out of the mAP")
     return float(ap[ok].mean())
 
-def mean_average_precision(preds:Tensor, # probabilities [n, c] (after the sigmoid)
+def mean_average_precision(preds:Tensor, # scores [n, c]: probabilities, or logits (only their order counts)
                            targs:Tensor, # 0/1 targets [n, c]
                           )->float:      # the mean AP over the classes that occur in `targs`
     "mAP as the area under each class's precision-recall curve (`per_class_ap`), averaged over the classes with a positive."
     return _mean_present(per_class_ap(preds, targs))
 
 # %% ../nbs/03_multilabel.ipynb #b7e2a002
-def voc07_ap(preds:Tensor, # probabilities [n, c] (after the sigmoid)
+def voc07_ap(preds:Tensor, # scores [n, c]: probabilities, or logits (only their order counts)
              targs:Tensor, # 0/1 targets [n, c]
             )->Tensor:     # 11-point AP of each class [c]; `nan` for a class with no positive in `targs`
-    "The PASCAL VOC2007 devkit's 11-point interpolated AP of each class, `nan` where a class never occurs."
+    "The PASCAL VOC2007 11-point interpolated AP of each class, on py-faster-rcnn's recall levels, `nan` where a class never occurs."
     preds,targs = _check_preds(preds, targs)
     p,t = preds.numpy(),targs.numpy()
     def ap11(t, p):
         prec,rec,_ = precision_recall_curve(t, p)     # one point per distinct score, and a last (recall 0, precision 1) to drop
         prec,rec = prec[:-1],rec[:-1]
-        return np.mean([prec[rec >= r].max(initial=0) for r in np.arange(11)/10])  # r exactly 0, 0.1, ..., 1
+        return np.mean([prec[rec >= r].max(initial=0) for r in np.arange(0., 1.1, 0.1)])  # py-faster-rcnn's levels: 0.3, 0.6, 0.7 a hair above the tenths
     return torch.tensor([ap11(t[:,c], p[:,c]) if t[:,c].any() else float('nan') for c in range(t.shape[1])], dtype=torch.float32)
 
 def voc07_map(preds:Tensor, # probabilities [n, c] (after the sigmoid)
@@ -70,7 +70,7 @@ def voc07_map(preds:Tensor, # probabilities [n, c] (after the sigmoid)
     return _mean_present(voc07_ap(preds, targs))
 
 # %% ../nbs/03_multilabel.ipynb #6fe9b9fd
-def _map_metric(preds, targs): return mean_average_precision(preds.sigmoid(), targs)
+def _map_metric(preds, targs): return mean_average_precision(preds, targs)  # the raw outputs (logits): AP only needs their order
 
 @delegates(Learner.__init__)
 def multilabel_learner(dls:DataLoaders,          # from `pascal_dls` (or any multi-label `DataLoaders`)

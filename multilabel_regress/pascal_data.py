@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np, pandas as pd
 from PIL import Image
 from fastai.vision.all import *
+from .datasets import read_pascal_csv
 
 # %% auto #0
 __all__ = ['pascal_vocab', 'pascal_block', 'pascal_dls', 'ColPath', 'BoolColSplitter', 'decode_rgb', 'LazyImage',
@@ -57,11 +58,7 @@ def pascal_dls(path:Path,          # a folder in the pascal_2007 layout
                **kwargs,           # passed to `pascal_block`
               )->DataLoaders:
     "Training and validation `DataLoaders` for a folder in the pascal_2007 layout."
-    path = Path(path); df = pd.read_csv(path/csv)
-    if 'labels' in df.columns:  # hand-edited CSVs: "dog  person " means dog and person, not an empty-named class
-        df = df.assign(labels=df['labels'].map(lambda s: ' '.join(str(s).split()) if isinstance(s, str) else s))
-    miss = [c for c in ('fname','labels','is_valid') if c not in df.columns]
-    if miss: raise ValueError(f"{path/csv} has no column {', '.join(miss)}: the header must be fname,labels,is_valid")
+    path = Path(path); df = read_pascal_csv(path/csv, path/kwargs.get('folder', 'train'))  # one clear error for each kind of bad row (00_datasets)
     vocab = kwargs.pop('vocab', None) or pascal_vocab(df)
     dblock = pascal_block(path, size=size, vocab=vocab, **kwargs)
     return dblock.dataloaders(df, bs=bs, num_workers=num_workers, dl_type=CachedDL, seed=seed)

@@ -527,3 +527,122 @@ def test_full_data_without_internet_is_one_line(tmp_path):
                        capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
     one_line_error(r, 'downloading https://', 'pascal_2007.tgz failed', "--data sample")
     assert (tmp_path/'net.log').read_text()  # it really tried, and the network really refused
+
+# --- labels and CSVs: one reader for training and evaluation; folders and person names as the library takes them ----
+
+def test_train_comma_labels_is_one_line(pcopy, tmp_path, capsys):
+    "`bottle,bird` is refused with the row and the fix, where it used to train a class named 'bottle,bird'."
+    df = pd.read_csv(pcopy/'train.csv'); df.loc[4, 'labels'] = 'bottle,bird'; df.to_csv(pcopy/'train.csv', index=False)
+    one_line_error(run(capsys, 'train', 'multilabel', '--path', pcopy, '--out', tmp_path/'m', '--epochs', 1, code=1),
+                   'train.csv, row 6', "'bottle,bird'", 'separated by single spaces', "'bottle bird'")
+    assert not (tmp_path/'m').exists()
+
+@pytest.mark.parametrize('labels,words', [('bottle,bird', ['row', 'hold a comma', 'separated by single spaces']), ('', ['row', 'empty labels'])])
+def test_evaluate_bad_labels_is_one_line(ml_model, pcopy, capsys, labels, words):
+    df = pd.read_csv(pcopy/'train.csv'); i = df.index[df.is_valid][0]; df.loc[i, 'labels'] = labels; df.to_csv(pcopy/'train.csv', index=False)
+    one_line_error(run(capsys, 'evaluate', ml_model, '--path', pcopy, code=1), 'train.csv', f'row {i+2}', df.fname[i], *words)
+
+def test_train_spaces_in_header_said(pcopy, tmp_path, capsys):
+    f = pcopy/'train.csv'; f.write_text(f.read_text().replace('fname,labels,is_valid', 'fname,labels ,is_valid', 1))
+    one_line_error(run(capsys, 'train', 'multilabel', '--path', pcopy, '--out', tmp_path/'m', code=1), "'labels '", 'remove the spaces')
+
+def test_predict_a_folder(ml_model, data, capsys):
+    "A folder where images are expected: said, with the images inside as a pattern (not 'not a readable image')."
+    folder = data[1]/'train'
+    line = one_line_error(run(capsys, 'predict', ml_model, folder, code=1), f'{folder} is a folder', str(folder/'*.jpg'))
+    assert 'not a readable image' not in line
+    img = sorted(folder.glob('*.jpg'))[0]
+    r = run(capsys, 'predict', ml_model, img, folder, '--skip-bad')
+    assert [x['file'] for x in json.loads(r.stdout)] == [str(img)] and 'skipped 1' in r.stderr
+
+def test_valid_person_without_leading_zero(data, tmp_path, capsys):
+    "`--valid-person 7` is the folder 07, as `biwi_dls(valid_person=7)` takes it; evaluation's --persons likewise."
+    d,_,b = data
+    run(capsys, 'train', 'keypoint', '--path', b, '--out', tmp_path/'k', '--valid-person', 7, '--epochs', 1, '--size', '48,64', '--workers', 0)
+    assert json.loads((tmp_path/'k'/'model.json').read_text())['valid_person'] == '07'
+    run(capsys, 'evaluate', tmp_path/'k', '--path', b, '--persons', '7,13', '--json-out', tmp_path/'k.json')
+    m = json.loads((tmp_path/'k.json').read_text())
+    assert m['persons'] == ['07', '13'] and m['images'] == 4 and set(m['per_person']) == {'07', '13'}
+
+# --- logs: bars on a terminal only, one line per epoch otherwise; no Python warnings ------------------------------
+
+BAR_CHARS = ('█', '\r', '|---', '%]')
+
+def _epoch_rows(out, names):
+    "The table `EpochLines` printed: the header with `names`, then the rows under it (each `epoch losses... time`)."
+    lines = out.splitlines()
+    heads = [i for i,l in enumerate(lines) if l.split() == names]
+    assert heads, out
+    rows = []
+    for i in heads:
+        for l in lines[i+1:]:
+            if not l.split() or not l.split()[0].isdigit(): break
+            rows.append(l.split())
+    return heads, rows
+
+def test_train_log_to_a_pipe(data, tmp_path):
+    "The real console script with stdout to a pipe: no progress bar characters, the table's header, then one line per epoch."
+    d,p,_ = data
+    r = console('train', 'multilabel', '--path', p, '--out', tmp_path/'m', '--epochs', 3, '--size', 48, '--bs', 8)
+    assert r.returncode == 0, r.stderr
+    for c in BAR_CHARS: assert c not in r.stdout, (c, r.stdout[:500])
+    heads, rows = _epoch_rows(r.stdout, ['epoch', 'train_loss', 'valid_loss', 'accuracy_multi', 'mAP', 'time'])
+    assert len(heads) == 1 and [x[0] for x in rows] == ['0', '1', '2']
+    for x in rows:
+        assert len(x) == 6 and all(np.isfinite(float(v)) for v in x[1:5]) and re.fullmatch(r'\d\d:\d\d', x[5])
+    assert r.stdout.splitlines()[-2].startswith('trained in ')
+    assert 'Warning' not in r.stderr and r.stderr == '', r.stderr  # the mAP's classes absent from validation are counted, not warned about
+
+def test_train_keypoint_log_to_a_pipe(data, tmp_path):
+    d,_,b = data
+    r = console('train', 'keypoint', '--path', b, '--out', tmp_path/'k', '--epochs', 2, '--size', '48,64', '--bs', 8)
+    assert r.returncode == 0, r.stderr
+    for c in BAR_CHARS: assert c not in r.stdout, (c, r.stdout[:500])
+    heads, rows = _epoch_rows(r.stdout, ['epoch', 'train_loss', 'valid_loss', 'rmse_px', 'time'])
+    assert len(heads) == 1 and [x[0] for x in rows] == ['0', '1']
+
+def test_bars_on_a_terminal(monkeypatch):
+    "On a terminal fastai's progress bars stay (and nothing is added)."
+    from fastai.test_utils import synth_learner
+    from fastai.callback.progress import ProgressCallback
+    monkeypatch.setattr(sys.stdout, 'isatty', lambda: True)
+    learn = cli._plain_log(synth_learner())
+    assert any(isinstance(c, ProgressCallback) for c in learn.cbs) and not any(isinstance(c, cli.EpochLines) for c in learn.cbs)
+
+def test_evaluate_prints_no_warning(data, ml_model, tmp_path):
+    "A class with no validation image is counted in the output (mAP_classes, classes_without_positives), not a UserWarning on stderr."
+    d,p,_ = data
+    df = pd.read_csv(p/'train.csv'); vocab = json.loads((ml_model/'model.json').read_text())['vocab']
+    seen = {l for ls in df[df.is_valid].labels for l in ls.split()}
+    absent = [v for v in vocab if v not in seen]
+    assert absent  # this sample's validation rows lack some classes: the case that warned
+    r = console('evaluate', ml_model, '--path', p, '--json-out', tmp_path/'m.json')
+    assert r.returncode == 0 and r.stderr == '', r.stderr
+    m = json.loads((tmp_path/'m.json').read_text())
+    assert m['classes_without_positives'] == absent and m['mAP_classes'] == len(vocab) - len(absent)
+
+# --- the CLI's metrics against an independent computation on the same files ---------------------------------------
+
+def test_evaluate_metrics_match_sklearn(data, ml_model, capsys):
+    "`mlr evaluate --json-out` against the same figures computed here: the CSV read with pandas, the model run on the files, the metrics by scikit-learn."
+    from sklearn.metrics import average_precision_score, hamming_loss
+    d,p,_ = data
+    run(capsys, 'evaluate', ml_model, '--path', p, '--json-out', d/'ind.json')
+    m = json.loads((d/'ind.json').read_text())
+    meta = json.loads((ml_model/'model.json').read_text()); vocab = meta['vocab']
+    df = pd.read_csv(p/'train.csv'); df = df[df.is_valid]
+    model,_ = load_model(ml_model)
+    logits = model_outputs(model, meta, [p/'train'/f for f in df.fname])
+    probs = logits.sigmoid().numpy(); logits = logits.numpy()
+    Y = np.array([[v in ls.split() for v in vocab] for ls in df.labels], dtype=int)
+    aps = {v: average_precision_score(Y[:, i], logits[:, i]) for i,v in enumerate(vocab) if Y[:, i].any()}
+    assert m['images'] == len(df) and m['mAP'] == pytest.approx(np.mean(list(aps.values())), abs=1e-6)
+    for v in vocab:
+        assert m['per_class'][v]['ap'] == (pytest.approx(aps[v], abs=5e-5) if v in aps else None), v
+        assert m['per_class'][v]['positives'] == Y[:, vocab.index(v)].sum()
+    for t in (0.1, 0.2, 0.5, 0.99):
+        assert m['accuracy_multi'][str(t)] == pytest.approx(1 - hamming_loss(Y, probs > t), abs=1e-6), t
+    P = (probs > np.array(meta['thresholds'])).astype(int)
+    assert m['f1_micro'] == pytest.approx(f1_score(Y, P, average='micro', zero_division=0), abs=1e-6)
+    defined = (Y.sum(0) + P.sum(0)) > 0  # a class never present and never predicted has no F1, and is left out of the macro mean
+    assert m['f1_macro'] == pytest.approx(f1_score(Y[:, defined], P[:, defined], average='macro'), abs=1e-6)

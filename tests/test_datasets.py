@@ -249,3 +249,68 @@ def test_user_errors():
     assert issubclass(FolderExistsError, UserError) and issubclass(FolderExistsError, FileExistsError)
     assert issubclass(UserError, ValueError)  # `except ValueError` in older callers still catches them
     with pytest.raises(UserError, match="'sample'"): get_pascal('smaple')
+
+# --- the labels CSV: one reader (`read_pascal_csv`) for check_pascal, pascal_dls and mlr evaluate ---------
+
+def _write(f, df): df.to_csv(f, index=False); return f
+
+@pytest.mark.parametrize('labels,words', [
+    ('bottle,bird', ["row 4", "hold a comma", "labels are separated by single spaces", "write 'bottle bird'"]),
+    ('dog;cat', ["row 4", "hold a semicolon", "write 'dog cat'"]),
+    ('', ["row 4", "empty labels"]),
+    ('   ', ["row 4", "empty labels"]),
+])
+def test_read_csv_bad_labels(bad_pascal, labels, words):
+    "A comma between labels is a clear error, not a class named 'bottle,bird'; an empty cell names its row."
+    df = pd.read_csv(bad_pascal/'train.csv'); df.loc[2, 'labels'] = labels; f = _write(bad_pascal/'train.csv', df)
+    for check in (lambda: read_pascal_csv(f), lambda: check_pascal(bad_pascal, images=False)):
+        with pytest.raises(DatasetError) as e: check()
+        assert str(e.value).startswith(str(f)) and '\n' not in str(e.value)
+        for w in words: assert w in str(e.value), (w, str(e.value))
+        assert df.fname[2] in str(e.value)
+
+def test_read_csv_unquoted_comma(bad_pascal):
+    "`a.jpg,bottle,bird,False` has one field too many: said so, with the fix."
+    f = bad_pascal/'train.csv'; lines = f.read_text().splitlines()
+    fn,_,v = lines[3].split(','); lines[3] = f'{fn},bottle,bird,{v}'; f.write_text('\n'.join(lines) + '\n')
+    with pytest.raises(DatasetError, match=r'row 4 has 4 fields where the header has 3 .*not commas'): read_pascal_csv(f)
+
+def test_read_csv_no_validation_rows(bad_pascal):
+    f = _write(bad_pascal/'train.csv', pd.read_csv(bad_pascal/'train.csv').assign(is_valid=False))
+    with pytest.raises(DatasetError, match=r'train\.csv has no validation rows \(is_valid=True\)'): read_pascal_csv(f)
+    assert len(read_pascal_csv(f, split=False)) == 60  # scoring a CSV (`mlr evaluate --all-rows`) needs no validation rows
+
+def test_read_csv_spaces_in_header(bad_pascal):
+    f = bad_pascal/'train.csv'; txt = f.read_text(); f.write_text(txt.replace('fname,labels,is_valid', 'fname, labels,is_valid', 1))
+    with pytest.raises(DatasetError) as e: read_pascal_csv(f)
+    assert "has no column labels" in str(e.value) and "' labels'" in str(e.value) and 'remove the spaces' in str(e.value)
+
+@pytest.mark.parametrize('pad,where', [(' ', 'end'), ('  ', 'end'), (None, 'start')])
+def test_read_csv_spaces_in_a_file_name(bad_pascal, pad, where):
+    df = pd.read_csv(bad_pascal/'train.csv'); fn = df.fname[5]
+    df.loc[5, 'fname'] = fn + pad if pad else ' ' + fn
+    f = _write(bad_pascal/'train.csv', df)
+    with pytest.raises(DatasetError) as e: check_pascal(bad_pascal, images=False)
+    msg = str(e.value)
+    assert 'row 7' in msg and 'is missing' in msg and f'has a space at its {where}' in msg and f"{fn!r} is there" in msg, msg
+
+def test_read_csv_spaces_in_is_valid(bad_pascal):
+    df = pd.read_csv(bad_pascal/'train.csv'); df['is_valid'] = df['is_valid'].astype(str); df.loc[1, 'is_valid'] = ' True'
+    with pytest.raises(DatasetError, match=r"row 3: is_valid is ' True' \(with a space at its start\)"): read_pascal_csv(_write(bad_pascal/'train.csv', df))
+
+def test_read_csv_cleans_and_keeps(bad_pascal):
+    "Extra spaces and repeats are cleaned; a label spelled like a missing value stays a label; a spreadsheet's byte-order mark is not part of a column name."
+    df = pd.read_csv(bad_pascal/'train.csv')
+    df.loc[0, 'labels'] = '  dog   person dog '; df.loc[1, 'labels'] = 'NA'
+    f = bad_pascal/'train.csv'; f.write_bytes(b'\xef\xbb\xbf' + df.to_csv(index=False).encode())
+    got = read_pascal_csv(f, bad_pascal/'train')
+    assert list(got.columns) == ['fname', 'labels', 'is_valid'] and got['is_valid'].dtype == bool
+    assert got.labels[0] == 'dog person' and got.labels[1] == 'NA' and list(got.fname) == list(df.fname)
+    assert got['is_valid'].tolist() == df['is_valid'].tolist()
+
+def test_read_csv_not_a_csv(tmp_path):
+    (tmp_path/'empty.csv').write_text('')
+    with pytest.raises(DatasetError, match='empty.csv is empty'): read_pascal_csv(tmp_path/'empty.csv')
+    (tmp_path/'bin.csv').write_bytes(b'\xff\xfe\x00\x01garbage')
+    with pytest.raises(DatasetError, match='bin.csv is not UTF-8 text'): read_pascal_csv(tmp_path/'bin.csv')
+    with pytest.raises(DatasetError, match='is a folder, not a CSV'): read_pascal_csv(tmp_path)

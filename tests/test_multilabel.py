@@ -57,6 +57,53 @@ def test_ap_matches_sklearn():
     assert_close(per_class_ap(p, t), torch.tensor(ref, dtype=torch.float32))
     assert mean_average_precision(p, t) == pytest.approx(np.mean(ref), abs=1e-6)
 
+def _ap_by_definition(p, t):
+    """AP from its definition, with no sorting: for each positive, the precision among the items scored at least as high
+    (a tie is ranked together, as scikit-learn does), averaged over the positives."""
+    p, t = [float(x) for x in p], [int(x) for x in t]
+    precs = []
+    for i in range(len(p)):
+        if t[i] != 1: continue
+        above = [j for j in range(len(p)) if p[j] >= p[i]]
+        precs.append(sum(t[j] for j in above) / len(above))
+    return sum(precs) / len(precs) if precs else float('nan')
+
+@pytest.mark.parametrize('seed', range(6))
+def test_ap_matches_its_definition(seed):
+    "per_class_ap against AP computed from its definition (not the scikit-learn call it wraps): ties, one positive, all positive, none."
+    g = torch.Generator().manual_seed(seed)
+    n = int(torch.randint(2, 40, (1,), generator=g))
+    t = (torch.rand(n, 5, generator=g) < 0.3).float()
+    t[0, 1] = 1; t[:, 2] = 0; t[int(torch.randint(0, n, (1,), generator=g)), 2] = 1   # class 2: exactly one positive
+    t[:, 3] = 1; t[:, 4] = 0                                                         # class 3: all positive; class 4: none
+    p = (0.5*t + torch.rand(n, 5, generator=g))
+    if seed % 2: p = (p*4).round()/4                                                 # many ties
+    ref = torch.tensor([_ap_by_definition(p[:, c], t[:, c]) for c in range(5)], dtype=torch.float32)
+    assert_close(per_class_ap(p, t), ref, equal_nan=True)
+    assert torch.isnan(per_class_ap(p, t)[4]) and float(per_class_ap(p, t)[3]) == 1.
+
+def test_ap_small_cases_by_hand():
+    assert float(per_class_ap(torch.tensor([.9, .8, .7]), torch.tensor([0., 1, 1]))[0]) == pytest.approx((1/2 + 2/3)/2)
+    assert float(per_class_ap(torch.tensor([.5, .5, .5, .1]), torch.tensor([1., 0, 1, 0]))[0]) == pytest.approx(2/3)  # one tie: 2/3 for both
+
+def test_map_metric_ranks_logits(learn):
+    "The learner's mAP metric sees raw outputs: logits [20, 25, 18, -3] for targets [1, 1, 0, 0] rank perfectly (their float32 sigmoids tie at 1.0)."
+    logits, y = torch.tensor([[20.], [25.], [18.], [-3.]]), torch.tensor([[1.], [1.], [0.], [0.]])
+    m = next(m for m in learn.metrics if m.name == 'mAP')
+    assert (logits.sigmoid()[:3] == 1).all()                                 # the saturation is real
+    assert m(logits, y) == 1.
+    assert mean_average_precision(logits.sigmoid(), y) == pytest.approx(2/3)  # what ranking the sigmoids gives
+    assert float(per_class_ap(logits, y)[0]) == 1.
+
+def test_learner_map_is_ap_of_its_outputs(learn):
+    "After an epoch the reported mAP is the AP of the model's raw validation outputs."
+    from fastcore.basics import noop
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', UserWarning)  # classes missing from the small validation set are left out, with a warning
+        res = learn.validate()
+        out, targs = learn.get_preds(act=noop)
+        assert res[-1] == pytest.approx(mean_average_precision(out, targs), abs=1e-6)
+
 def test_ap_perfect_and_reversed():
     p, t = _data()
     assert mean_average_precision(t, t) == pytest.approx(1.0)
@@ -293,6 +340,19 @@ def test_pascal_dls_label_only_in_valid(pascal, tmp_path):
     dls = pascal_dls(pascal, csv=tmp_path/'train.csv', size=64, bs=4)
     assert 'unicorn' in dls.vocab
 
+@pytest.mark.parametrize('change,words', [
+    (lambda df: df.assign(labels=df['labels'].where(df.index != 3, '')), ['row 5', 'empty labels']),
+    (lambda df: df.assign(labels=df['labels'].where(df.index != 3, 'bottle,bird')), ['row 5', 'hold a comma', 'separated by single spaces']),
+    (lambda df: df.assign(is_valid=False), ['has no validation rows', 'is_valid=True']),
+])
+def test_pascal_dls_bad_csv(pascal, tmp_path, change, words):
+    "pascal_dls reads the CSV as check_pascal does: one clear DatasetError, not a TypeError from inside fastai, a class 'bottle,bird', or no batches."
+    from multilabel_regress.datasets import DatasetError
+    f = tmp_path/'train.csv'; change(pd.read_csv(pascal/'train.csv')).to_csv(f, index=False)
+    with pytest.raises(DatasetError) as e: pascal_dls(pascal, csv=f, size=32, bs=4)
+    for w in words: assert w in str(e.value), str(e.value)
+    assert str(f) in str(e.value)
+
 # ---- learner and predictions
 @pytest.fixture(scope='module')
 def learn(pascal):
@@ -325,43 +385,79 @@ def test_predict_errors(learn, pascal):
     with pytest.raises(ValueError, match='one per class'): predict_labels(learn, f, [0.5, 0.5])
 
 # ---- VOC2007 11-point AP
-def _voc07_devkit(p, t):
-    "Reference, VOCevalcls.m line by line, with tied scores as one step (the precision and recall after the whole tie)."
-    o = np.argsort(-p, kind='stable'); p, t = p[o], t[o]
-    tp, fp = np.cumsum(t), np.cumsum(1 - t)
-    last = np.append(p[1:] != p[:-1], True)          # the end of each group of tied scores
-    rec, prec = tp[last] / t.sum(), tp[last] / (tp[last] + fp[last])
+def _voc_ap_07(rec, prec):
+    "py-faster-rcnn's `voc_ap(rec, prec, use_07_metric=True)` (lib/datasets/voc_eval.py), transcribed as it is written there."
     ap = 0.
-    for k in range(11):                                # t = 0:0.1:1, as exact tenths
-        ok = rec >= k/10
-        ap += (prec[ok].max() if ok.any() else 0.) / 11
+    for t in np.arange(0., 1.1, 0.1):
+        if np.sum(rec >= t) == 0:
+            p = 0
+        else:
+            p = np.max(prec[rec >= t])
+        ap = ap + p / 11.
     return ap
+
+def _voc_eval_curve(confidence, t):
+    """`voc_eval`'s rec and prec for one class, each image a detection that is a true positive if the image has the class:
+    sort by confidence, cumulative tp and fp, `rec = tp / npos`, `prec = tp / max(tp + fp, eps)`. One change: of a run of tied
+    scores only its last point is kept (the precision and recall after the whole tie), where `voc_eval`'s argsort keeps them in
+    an arbitrary order."""
+    sorted_ind = np.argsort(-confidence, kind='stable')
+    tp, fp = t[sorted_ind].astype(np.float64), 1 - t[sorted_ind].astype(np.float64)
+    npos = t.sum()
+    fp = np.cumsum(fp)
+    tp = np.cumsum(tp)
+    rec = tp / float(npos)
+    prec = tp / np.maximum(tp + fp, np.finfo(np.float64).eps)
+    s = confidence[sorted_ind]
+    last = np.append(s[1:] != s[:-1], True)
+    return rec[last], prec[last]
+
+def _ref_voc07(p, t):
+    return _voc_ap_07(*_voc_eval_curve(p.numpy().astype(np.float64), t.numpy())) if t.any() else float('nan')
+
+def _on_exact_tenths(p, t):
+    "The same loop on exact tenths k/10 (what `voc07_ap` used to compare with): it differs only where a class's positives are a multiple of 10 (or 5)."
+    rec, prec = _voc_eval_curve(p.numpy().astype(np.float64), t.numpy())
+    return sum(prec[rec >= k/10].max() if (rec >= k/10).any() else 0 for k in range(11)) / 11
 
 def _voc07_cases():
     for seed in range(30):
         g = torch.Generator().manual_seed(seed)
-        n, c = int(torch.randint(1, 50, (1,), generator=g)), int(torch.randint(1, 5, (1,), generator=g))
-        t = (torch.rand(n, c, generator=g) < torch.rand(1, c, generator=g)).float()
-        p = (0.3*t + torch.rand(n, c, generator=g)).clamp(0, 1)
-        if seed % 2: p = (p*5).round()/5              # many ties
-        if seed % 4 == 1: t[:, 0] = 0                 # a class with no positive
+        n = int(torch.randint(20, 80, (1,), generator=g))
+        n_pos = [10, 20, 5, int(torch.randint(1, n, (1,), generator=g))]   # multiples of 10 and 5, where the grids differ; and any
+        t = torch.zeros(n, 4)
+        for c,k in enumerate(n_pos): t[torch.randperm(n, generator=g)[:k], c] = 1
+        p = (0.4*t + torch.rand(n, 4, generator=g)).clamp(0, 1)
+        if seed % 2: p = (p*8).round()/8                # many ties, positives and negatives in the same tie
+        if seed % 5 == 1: t[:, 3] = 0                   # a class with no positive
         yield seed, p, t
 
-def test_voc07_ap_matches_devkit():
+def test_voc07_ap_matches_py_faster_rcnn():
+    differs = 0
     for seed, p, t in _voc07_cases():
-        ref = [_voc07_devkit(p[:, c].numpy().astype(np.float64), t[:, c].numpy()) if t[:, c].any() else float('nan') for c in range(p.shape[1])]
-        assert_close(voc07_ap(p, t), torch.tensor(ref, dtype=torch.float32), equal_nan=True), seed
+        ref = torch.tensor([_ref_voc07(p[:, c], t[:, c]) for c in range(p.shape[1])], dtype=torch.float32)
+        assert_close(voc07_ap(p, t), ref, equal_nan=True), seed
+        differs += sum(abs(float(ref[c]) - _on_exact_tenths(p[:, c], t[:, c])) > 1e-9 for c in range(3))
+    assert differs > 10  # the cases exercise the grid: on exact tenths these classes would score otherwise
 
-def test_voc07_without_ties_is_the_devkit_per_item():
-    "No tie mixes positives and negatives here, so the devkit's per-item curve gives the same; and the value differs from the area (sklearn)."
+def test_voc07_grid_case_by_hand():
+    "10 positives: recall 6/10 is reached at the 6th item with precision 1, but 6/10 < 0.6000000000000001, np.arange's level 0.6."
+    t = torch.tensor([1., 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1]); p = torch.linspace(1, 0, 14)
+    assert float(voc07_ap(p, t)[0]) == pytest.approx((6 + 5*10/14)/11, abs=1e-6)
+    assert float(voc07_ap(p, t)[0]) == pytest.approx(_ref_voc07(p, t), abs=1e-6)
+    assert _on_exact_tenths(p, t) == pytest.approx((7 + 4*10/14)/11)  # exact tenths would read precision 1 at 0.6
+
+def test_voc07_without_ties_is_voc_eval_per_item():
+    "No tie here, so `voc_eval`'s per-item curve, unchanged, gives the same; and the value differs from the area (sklearn)."
     p, t = _data()
-    ref = []
+    ref = [_voc_ap_07(*[a for a in _voc_eval_curve(p[:, c].numpy().astype(np.float64), t[:, c].numpy())]) for c in range(20)]
+    per_item = []
     for c in range(20):
-        o = np.argsort(-p[:, c].numpy()); tc = t[:, c].numpy()[o]
-        tp = np.cumsum(tc); rec, prec = tp/tc.sum(), tp/np.arange(1, len(tc)+1)
-        ref.append(np.mean([prec[rec >= k/10].max() for k in range(11)]))
-    assert_close(voc07_ap(p, t), torch.tensor(ref, dtype=torch.float32))
-    assert voc07_map(p, t) == pytest.approx(np.mean(ref), abs=1e-6)
+        o = np.argsort(-p[:, c].numpy()); tc = t[:, c].numpy()[o].astype(np.float64)
+        tp = np.cumsum(tc); per_item.append(_voc_ap_07(tp/tc.sum(), tp/np.arange(1, len(tc)+1)))
+    assert_close(torch.tensor(ref), torch.tensor(per_item))
+    assert_close(voc07_ap(p, t), torch.tensor(per_item, dtype=torch.float32))
+    assert voc07_map(p, t) == pytest.approx(np.mean(per_item), abs=1e-6)
     assert abs(voc07_map(p, t) - mean_average_precision(p, t)) > 1e-3
 
 @pytest.mark.parametrize('p, t, ap', [
