@@ -16,7 +16,7 @@ __all__ = ['VOC_CLASSES', 'VOC_FREQS', 'PASCAL_SIZES', 'SAMPLE_MARKER', 'RGB_CAL
            'UserError', 'DatasetError', 'ModelFolderError', 'FolderExistsError', 'data_dir', 'atomic_file',
            'write_atomic', 'atomic_dir', 'sample_marker', 'is_sample', 'check_dest', 'make_pascal_sample', 'get_pascal',
            'rotation_from_angles', 'pose_text', 'make_biwi_sample', 'get_biwi', 'check_image', 'read_pascal_csv',
-           'check_pascal', 'read_pose_file', 'read_cal_file', 'check_biwi']
+           'check_pascal', 'read_pose_file', 'read_cal_file', 'check_biwi', 'resolve_source']
 
 # %% ../nbs/00_datasets.ipynb #b51daeb4
 VOC_CLASSES = ('aeroplane bicycle bird boat bottle bus car cat chair cow diningtable dog horse '
@@ -343,12 +343,12 @@ def _download(name, untar=None):
         raise DatasetError(f"downloading {url} failed ({type(e).__name__}: {e}): check the internet connection and retry, "
                            f"or use the sample generated offline (source='sample', mlr ... --data sample)") from None
 
-def get_pascal(source:str='sample', # 'sample' (generated here, offline) or 'full' (the real download)
+def get_pascal(source:str='sample', # 'sample' (generated here, offline), 'full' (the real download) or a folder holding it
                **kwargs,            # passed to `make_pascal_sample` (`n_images`, `seed`, ...)
               )->Path:
     "The `pascal_2007` folder: `'full'` downloads fastai's archive, `'sample'` generates (once, then reuses) a look-alike."
     if source == 'full': return _download('PASCAL_2007')
-    if source != 'sample': raise UserError(f"source={source!r}: use 'sample' (generated here) or 'full' (the real download)")
+    if source != 'sample': return resolve_source(source, 'pascal')  # a folder that holds the real layout
     name = 'pascal_2007' + ''.join(f'_{k}{v}' for k,v in sorted(kwargs.items()))
     return _cached(data_dir()/'samples'/name, lambda d: make_pascal_sample(d, **kwargs))
 
@@ -489,12 +489,12 @@ def make_biwi_sample(dest:Path,        # the folder to create (like `~/.fastai/d
     return _make_sample(dest, 'biwi_head_pose', dict(n_people=n_people, n_frames=n_frames, seed=seed), overwrite,
                         lambda tmp: _write_biwi(tmp, n_people, n_frames, seed))
 
-def get_biwi(source:str='sample', # 'sample' (generated here, offline) or 'full' (the real download)
+def get_biwi(source:str='sample', # 'sample' (generated here, offline), 'full' (the real download) or a folder holding it
              **kwargs,            # passed to `make_biwi_sample` (`n_frames`, `seed`, ...)
             )->Path:
     "The `biwi_head_pose` folder: `'full'` downloads fastai's archive, `'sample'` generates (once, then reuses) a look-alike."
     if source == 'full': return _download('BIWI_HEAD_POSE')
-    if source != 'sample': raise UserError(f"source={source!r}: use 'sample' (generated here) or 'full' (the real download)")
+    if source != 'sample': return resolve_source(source, 'biwi')  # a folder that holds the real layout
     name = 'biwi_head_pose' + ''.join(f'_{k}{v}' for k,v in sorted(kwargs.items()))
     return _cached(data_dir()/'samples'/name, lambda d: make_biwi_sample(d, **kwargs))
 
@@ -654,3 +654,21 @@ def check_biwi(path:Path,        # a biwi_head_pose-style folder
             if images: check_image(im, 'replace the file, or delete the frame (its image and pose file)')
         files += ims
     return files
+
+# %% ../nbs/00_datasets.ipynb #01f674e7
+def resolve_source(source:str|Path|None=None, # 'sample', 'full', a folder in the real layout; None: `$MLR_SOURCE`, else 'sample'
+                   which:str='pascal',        # the dataset: 'pascal' (pascal_2007) or 'biwi' (biwi_head_pose)
+                   **kwargs,                  # for the sample: passed to `make_pascal_sample` or `make_biwi_sample`
+                  )->Path:                    # the dataset's folder
+    "The folder of dataset `which` that `source` names: the generated sample, the real download, or a folder used in place (checked, never written to)."
+    getters = dict(pascal=get_pascal, biwi=get_biwi)
+    if which not in getters: raise UserError(f"which={which!r}: use 'pascal' or 'biwi'")
+    if source is None: source = os.environ.get('MLR_SOURCE') or 'sample'
+    if str(source) in ('sample', 'full'): return getters[which](str(source), **kwargs)
+    p = Path(source).expanduser()
+    if not p.is_dir():
+        raise UserError(f"source={str(source)!r} is not 'sample' (generated here), 'full' (the real download) or a folder: "
+                        f"pass the {'pascal_2007' if which == 'pascal' else 'biwi_head_pose'} folder itself")
+    if which == 'pascal': check_pascal(p, images=False)  # the CSV, its columns and splits (`check_pascal(p)` also decodes every image)
+    else: check_biwi(p, images=False)                    # every calibration and pose file
+    return p

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every test: set up (or reuse) .venv, check that notebooks and library agree and that the
-# notebooks are clean, then run the notebooks as a reader's Run All does (every cell, nbdev's
-# flags being comments there) with the network blocked, and the test suite (pytest).
+# notebooks are clean, then run the notebooks as a reader's Run All does in a hosted notebook (every
+# cell, nbdev's flags being comments there; nbdev and execnb unimportable from the notebooks) with
+# the network blocked, and the test suite (pytest; tests/test_hosted.py skips its own run of them).
 source "$(dirname "$0")/setup.sh"
 snap() { { find nbs multilabel_regress -name '*.ipynb' -o -name '*.py'; echo README.md; } | sort | xargs sha256sum; }
 before=$(snap)
@@ -16,5 +17,5 @@ if [ "$before" != "$after" ]; then
 fi
 echo "notebooks and library in sync, notebooks clean"
 python scripts/versions.py "pinned leg"
-python tools/run_nbs.py --run-all --offline --check --workers ${NBDEV_WORKERS:-2} nbs/*.ipynb
-pytest "$@"
+python tools/run_nbs.py --run-all --offline --hosted --check --workers ${NBDEV_WORKERS:-2} nbs/*.ipynb
+MLR_NOTEBOOKS_RAN=hosted pytest "$@"

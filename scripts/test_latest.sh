@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# The second test leg: the library's test suite (pytest, not the notebooks) in .venv-latest, an
-# environment of the newest releases that install here (fastai, fastcore, pandas, numpy, ... with
-# no pins; torch/torchvision as in constraints-latest.txt), with the package installed as a learner
-# would (`pip install .`, only the floors in settings.ini). No nbdev in this leg.
+# The second test leg: the library's test suite in .venv-latest, an environment of the newest
+# releases that install here (fastai, fastcore, pandas, numpy, ... with no pins; torch/torchvision as
+# in constraints-latest.txt), with the package installed as a learner would (`pip install .`, only
+# the floors in settings.ini). No nbdev in this leg: it is what a hosted notebook has, so with
+# Jupyter's kernel and client (ipykernel, nbclient) the suite also runs every numbered notebook as
+# Run All there (tests/test_hosted.py) and the full-data branches (tests/test_full_data.py).
 # Every run upgrades to the newest releases, so a release that breaks learners' installs shows
 # the day it lands. A DeprecationWarning or FutureWarning raised from multilabel_regress's own code
 # fails the test that raised it. Extra arguments go to pytest (e.g. `-x -k keypoint`).
@@ -16,7 +18,7 @@ if [ ! -x $V/bin/python ]; then
 fi
 echo "test_latest: installing the newest releases and the package without its pins"
 $V/bin/python -m pip install -q --upgrade pip
-$V/bin/python -m pip install -q --upgrade --upgrade-strategy eager -c constraints-latest.txt . pytest
+$V/bin/python -m pip install -q --upgrade --upgrade-strategy eager -c constraints-latest.txt . pytest ipykernel nbclient
 unset PYTHONPATH   # test the installed package, not a checkout on the path
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 $V/bin/python scripts/versions.py 'newest leg' | tee $V/versions.txt
