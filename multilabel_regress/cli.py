@@ -487,7 +487,7 @@ def chapter(data:str='sample',      # 'sample' (generated offline) or 'full' (th
         f1_micro_half_b=_held_out_f1(probs, targs))
     on_main(save_model, learn.model, rep/'models'/'multilabel', meta, force=True)
     on_main(_plot_sweep, probs, targs, rep/'threshold_sweep.png'); on_main(_plot_pr, probs, targs, meta['vocab'], rep/'pr_curves.png')
-    on_main(multilabel_report, probs, targs, meta['vocab'], meta['thresholds'], [pascal/'train'/o for o in learn.dls.valid.items['fname']], rep/'interpretation')
+    on_main(multilabel_report, probs, targs, meta['vocab'], meta['thresholds'], [pascal/'train'/r.fname for r in learn.dls.valid.items], rep/'interpretation')
     ml = m['multilabel']
     _say(f"  accuracy_multi at 0.2 (the book's): {ml['accuracy_multi']['0.2']:.4f}, at 0.1: {ml['accuracy_multi']['0.1']:.4f}, at 0.99: {ml['accuracy_multi']['0.99']:.4f}")
     _say(f"  mAP {ml['mAP']:.4f}; best single threshold {ml['best_threshold']:.2f}; micro F1 on held-out half: single {ml['f1_micro_half_b']['single']:.4f}, per-class {ml['f1_micro_half_b']['per_class']:.4f}; chosen: {meta['threshold_choice']['kind']}")
