@@ -152,10 +152,10 @@ def _name(f): f = Path(f); return f'{f.parent.name}/{f.name}'
 
 def _axes_grid(fig, n, ncols):
     "`n` axes on `fig` in rows of `ncols`, without ticks; the unused ones hidden."
-    axs = fig.subplots(math.ceil(n/ncols), ncols, squeeze=False).flat
+    axs = list(fig.subplots(math.ceil(n/ncols), ncols, squeeze=False).flat)
     for ax in axs: ax.set_xticks([]); ax.set_yticks([])
-    for ax in list(axs)[n:]: ax.axis('off')
-    return list(axs)[:n]
+    for ax in axs[n:]: ax.axis('off')
+    return axs[:n]
 
 def plot_worst_frames(files,       # the frames, in the order of `pred`
                       pred:Tensor, # predicted centres [n, 2], pixels of each frame

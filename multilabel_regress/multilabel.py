@@ -362,12 +362,12 @@ def plot_multilabel_top_losses(files,          # the image files, in the order o
     "The `k` images with the highest loss, with their true labels, predicted labels and the probabilities that decided them."
     probs,targs = _check_preds(probs, targs); th = _th(thresholds, len(vocab))
     ls,idx = top_loss_images(probs, targs, k); rows = math.ceil(len(idx)/ncols)
-    fig = _fig(4.2*ncols, 4.9*rows); axs = np.atleast_1d(fig.subplots(rows, ncols, squeeze=False)).flat
+    fig = _fig(4.2*ncols, 4.9*rows); axs = list(fig.subplots(rows, ncols, squeeze=False).flat)
     for ax,l,i in zip(axs, ls, idx):
         with Image.open(files[i]) as im: im = im.convert('RGB'); im.thumbnail((400, 400)); ax.imshow(im)
         ax.set_xticks([]); ax.set_yticks([]); ax.set_title(f'{Path(files[i]).name}: loss {float(l):.3f}', fontsize=_FONT)
         ax.set_xlabel('\n'.join(_decided(probs[i], targs[i], th, list(vocab))), fontsize=_FONT, loc='left')
-    for ax in list(axs): ax.axis('off')
+    for ax in axs[len(idx):]: ax.axis('off')
     return fig
 
 def plot_false_positives(fpg:Tensor,   # [c, c] from `false_positives_given`
