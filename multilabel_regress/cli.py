@@ -43,6 +43,8 @@ from .keypoint import keypoint_learner, predict_angles, _sizes
 from .biwi_data import pose_angles, PersonSplitter
 from .distributed import train_ctx, gather_preds, on_main, is_main, is_distributed, main_first, distrib_setup, distrib_teardown
 from fastai.vision.all import XResNet, set_seed, accuracy_multi
+from .multilabel import multilabel_report
+from .keypoint import keypoint_report
 
 _CHOICES = dict(which=('pascal','biwi'), task=('multilabel','keypoint'), target=('ctr','angles'), format=('json','csv'),
                 data=('sample','full'), arch=tuple(ARCHS))
@@ -292,7 +294,7 @@ def _tuning_rows(meta, path, csv)->bool:
     return Path(tuned['data']) == Path(path).resolve() and tuned['csv'] == csv  # its is_valid rows, or all rows: both hold them
 
 # %% ../nbs/07_cli.ipynb #e090fd4d
-def evaluate_multilabel(model, meta, path, csv='train.csv', folder='train', all_rows=False, ignore_unknown=False, skip_bad=False):
+def evaluate_multilabel(model, meta, path, csv='train.csv', folder='train', all_rows=False, ignore_unknown=False, skip_bad=False, report=None):
     "Scores of a multi-label `model` on the rows of `path/csv` and their images in `path/folder` (see `evaluate`)."
     f = Path(path)/csv
     if not f.exists(): raise DatasetError(f"{f} is missing: evaluation needs a CSV with fname,labels (and is_valid); pick it with --csv")
@@ -319,6 +321,7 @@ def evaluate_multilabel(model, meta, path, csv='train.csv', folder='train', all_
     th = torch.tensor(meta['thresholds']); f1 = f1_scores(probs, targs, th)
     ap = per_class_ap(logits, targs)  # ranked on the logits: float32 sigmoids are all 1.0 above a logit of about 17, and would tie
     mAP,scored = _map(logits, targs); tuning = _tuning_rows(meta, path, csv)
+    if report: multilabel_report(probs, targs, vocab, th, files, report)  # figures and their numbers (see 03_multilabel)
     return dict(task='multilabel', csv=str(f), rows=rows, images=len(files), skipped=len(bad), unknown_labels=sorted(unknown),
                 mAP=mAP, mAP_classes=scored, classes_without_positives=[v for v,a in zip(vocab, ap) if math.isnan(float(a))],
                 accuracy_multi={str(t): float(accuracy_multi(probs, targs, thresh=t, sigmoid=False)) for t in (0.1, 0.2, 0.5, 0.99)},
@@ -337,7 +340,7 @@ def _centre_errors(preds, targs, files):
     sz = _sizes(files); pp,tt = _to_pixels(preds, sz),_to_pixels(targs, sz)
     return pp, tt, float((pp-tt).norm(dim=1).pow(2).mean().sqrt())
 
-def evaluate_keypoint(model, meta, path, persons=None, skip_bad=False, centre_model=None):
+def evaluate_keypoint(model, meta, path, persons=None, skip_bad=False, centre_model=None, report=None):
     "Scores of a key-point or head-pose `model` on the frames of `persons` in `path` (see `evaluate`)."
     path = Path(path); check_biwi(path, images=False)
     persons = PersonSplitter(persons or [meta.get('valid_person','13')]).valid  # `7` is the folder `07`
@@ -354,12 +357,14 @@ def evaluate_keypoint(model, meta, path, persons=None, skip_bad=False, centre_mo
                    centres='true (pose files)' if centre_model is None else f'predicted ({centre_model})', mae_deg=float(err.mean()),
                    mae_yaw=float(err[:,0].mean()), mae_pitch=float(err[:,1].mean()), mae_roll=float(err[:,2].mean()))
         if centre_model is not None: res['centre_rmse_px'] = float((ctrs-true_ctrs).norm(dim=1).pow(2).mean().sqrt())
+        if report: keypoint_report(files, pred, true, report, target='angles', ctrs=true_ctrs)  # figures and their numbers (see 05_keypoint)
         return res
     if centre_model is not None: raise UserError("--centre-model is for head-pose (angles) models: this one finds the centre itself")
     sizes = _sizes(files)  # from the headers: `_images` has decoded each file once already
     pred = _to_pixels(_outputs(model, meta, files), sizes)
     true = torch.stack([get_ctr(f) for f in files]).float()
     d = (pred-true).norm(dim=1); per = pd.Series(d.numpy()).groupby([f.parent.name for f in files])
+    if report: keypoint_report(files, pred, true, report)
     return dict(task='keypoint', target='ctr', images=len(files), persons=persons, rmse_px=float(d.pow(2).mean().sqrt()),
                 rmse_pct_width=float(d.pow(2).mean().sqrt()/sizes[:,0].mean()*100),
                 per_person={k: dict(frames=int(len(v)), rmse_px=round(float(np.sqrt((v**2).mean())),2)) for k,v in per})
@@ -375,16 +380,17 @@ def evaluate(model_dir:str,          # a model folder written by `mlr train`
              ignore_unknown:bool=False, # multi-label: leave out labels the model does not know, instead of stopping
              skip_bad:bool=False,    # skip unreadable images (and say how many) instead of stopping
              centre_model:str=None,  # head-pose models: crop around this centre model's predictions (default: the true centres)
+             report:str=None,        # also write what the model gets wrong to this folder: figures (PNG) and their numbers (JSON)
             ):
     "The model's metrics on a labelled folder: mAP, F1 and accuracy_multi, or the centre error in pixels (or angles in degrees)."
     if not Path(path).is_dir(): raise DatasetError(f"{path} is not a folder: pass --path with the labelled data folder")
     _check_out_file(json_out)
     model,meta = load_model(model_dir)
     if meta['task'] == 'multilabel':
-        res = evaluate_multilabel(model, meta, path, csv or 'train.csv', folder or 'train', all_rows=all_rows, ignore_unknown=ignore_unknown, skip_bad=skip_bad)
+        res = evaluate_multilabel(model, meta, path, csv or 'train.csv', folder or 'train', all_rows=all_rows, ignore_unknown=ignore_unknown, skip_bad=skip_bad, report=report)
     else:
         if csv or folder: raise UserError("--csv and --folder are for multi-label models: a key-point model reads person folders (--persons)")
-        res = evaluate_keypoint(model, meta, path, persons=persons.split(',') if persons else None, skip_bad=skip_bad, centre_model=centre_model)
+        res = evaluate_keypoint(model, meta, path, persons=persons.split(',') if persons else None, skip_bad=skip_bad, centre_model=centre_model, report=report)
     _print_metrics(res)
     if json_out: write_atomic(json_out, json.dumps(res, indent=1))
     return res
@@ -516,6 +522,7 @@ def chapter(data:str='sample',      # 'sample' (generated offline) or 'full' (th
         f1_micro_half_b=_held_out_f1(probs, targs))
     on_main(save_model, learn.model, rep/'models'/'multilabel', meta, force=True)
     on_main(_plot_sweep, probs, targs, rep/'threshold_sweep.png'); on_main(_plot_pr, probs, targs, meta['vocab'], rep/'pr_curves.png')
+    on_main(multilabel_report, probs, targs, meta['vocab'], meta['thresholds'], [pascal/'train'/r.fname for r in learn.dls.valid.items], rep/'interpretation')
     ml = m['multilabel']
     _say(f"  accuracy_multi at 0.2 (the book's): {ml['accuracy_multi']['0.2']:.4f}, at 0.1: {ml['accuracy_multi']['0.1']:.4f}, at 0.99: {ml['accuracy_multi']['0.99']:.4f}")
     _say(f"  mAP {ml['mAP']:.4f}; best single threshold {ml['best_threshold']:.2f}; micro F1 on held-out half: single {ml['f1_micro_half_b']['single']:.4f}, per-class {ml['f1_micro_half_b']['per_class']:.4f}; chosen: {meta['threshold_choice']['kind']}")
@@ -530,7 +537,7 @@ def chapter(data:str='sample',      # 'sample' (generated offline) or 'full' (th
     m['keypoint'] = dict(valid_person=meta['valid_person'], valid_images=len(files), train_seconds=round(secs,1),
                          rmse_px=round(rmse,2), rmse_pct_width=round(rmse/float(_sizes(files)[:,0].mean())*100,2),
                          mse_unit=round(float((preds-targs).pow(2).mean()),6))
-    on_main(_plot_points, files, pp, tt, rep/'keypoints.png')
+    on_main(_plot_points, files, pp, tt, rep/'keypoints.png'); on_main(keypoint_report, files, pp, tt, rep/'interpretation')
     _say(f"  centre RMSE on person {meta['valid_person']}: {rmse:.2f} px ({m['keypoint']['rmse_pct_width']:.2f}% of the width)")
     _say("[4/4] head pose angles (BIWI)")
     t1 = time.time()
@@ -544,11 +551,12 @@ def chapter(data:str='sample',      # 'sample' (generated offline) or 'full' (th
     m['pose'] = dict(valid_person=meta['valid_person'], train_seconds=round(secs,1), crop_px=meta['crop_px'], mae_deg=round(float(e.mean()),2),
                      mae_yaw=round(float(e[:,0].mean()),2), mae_pitch=round(float(e[:,1].mean()),2), mae_roll=round(float(e[:,2].mean()),2),
                      mae_deg_predicted_centres=round(float(chained.mean()),2))
+    on_main(keypoint_report, files, preds.view(-1,3)*ANGLE_SCALE, targs.view(-1,3)*ANGLE_SCALE, rep/'interpretation', target='angles', ctrs=tt)
     _say(f"  pose MAE on person {meta['valid_person']}, crops around the true centres: {m['pose']['mae_deg']:.2f} deg (yaw {m['pose']['mae_yaw']:.2f}, pitch {m['pose']['mae_pitch']:.2f}, roll {m['pose']['mae_roll']:.2f})")
     _say(f"  around the centres the centre model predicted: {m['pose']['mae_deg_predicted_centres']:.2f} deg")
     m['data'] = dict(source=data, pascal=str(pascal), biwi=str(biwi)); m['seconds'] = round(time.time()-t0,1)
     on_main(write_atomic, rep/'metrics.json', json.dumps(m, indent=1))
-    _say(f"report: {_shown(rep)} (metrics.json, threshold_sweep.png, pr_curves.png, keypoints.png, models/) in {m['seconds']:.0f} s")
+    _say(f"report: {_shown(rep)} (metrics.json, threshold_sweep.png, pr_curves.png, keypoints.png, interpretation/, models/) in {m['seconds']:.0f} s")
     return m
 
 # %% ../nbs/07_cli.ipynb #badd04ab

@@ -11,7 +11,8 @@ from .biwi_data import ANGLE_SCALE, get_ctr, pose_angles, HeadCrop
 from .datasets import DatasetError
 
 # %% auto #0
-__all__ = ['keypoint_learner', 'PixelRMSE', 'AngleMAE', 'predict_points', 'predict_angles', 'pixel_errors', 'angle_errors']
+__all__ = ['keypoint_learner', 'PixelRMSE', 'AngleMAE', 'predict_points', 'predict_angles', 'pixel_errors', 'angle_errors',
+           'plot_worst_frames', 'plot_error_by_position', 'plot_angle_errors', 'plot_worst_poses', 'keypoint_report']
 
 # %% ../nbs/05_keypoint.ipynb #7b47557d
 def _body_head(m): return [params(m[0]), params(m[1])]
@@ -142,3 +143,114 @@ def angle_errors(learn:Learner, # a learner trained with `pose_dls` (head crops)
     res['mean'] = res[['yaw','pitch','roll']].mean(axis=1)
     res.insert(0, 'frames', df.groupby('person').size())
     return res.round(2)
+
+# %% ../nbs/05_keypoint.ipynb #b24e0002
+from matplotlib.figure import Figure
+from .multilabel import _fig, _write_report, _r, _FONT
+
+def _name(f): f = Path(f); return f'{f.parent.name}/{f.name}'
+
+def _axes_grid(fig, n, ncols):
+    "`n` axes on `fig` in rows of `ncols`, without ticks; the unused ones hidden."
+    axs = list(fig.subplots(math.ceil(n/ncols), ncols, squeeze=False).flat)
+    for ax in axs: ax.set_xticks([]); ax.set_yticks([])
+    for ax in axs[n:]: ax.axis('off')
+    return axs[:n]
+
+def plot_worst_frames(files,       # the frames, in the order of `pred`
+                      pred:Tensor, # predicted centres [n, 2], pixels of each frame
+                      true:Tensor, # true centres [n, 2], pixels
+                      k:int=6,     # how many frames
+                      ncols:int=3, # frames per row
+                     )->Figure:
+    "The `k` frames with the largest centre error, zoomed on the head: the true centre, the prediction and the error vector between them."
+    err = (pred-true).norm(dim=1); idx = torch.argsort(err, descending=True, stable=True)[:k]
+    fig = _fig(3.6*ncols, 3.5*math.ceil(len(idx)/ncols))
+    for j,(ax,i) in enumerate(zip(_axes_grid(fig, len(idx), ncols), idx.tolist())):
+        with Image.open(files[i]) as im: ax.imshow(im.convert('RGB'))
+        (tx,ty),(px,py) = true[i].tolist(), pred[i].tolist(); half = max(80., 1.5*float(err[i]) + 40)
+        ax.set_xlim((tx+px)/2-half, (tx+px)/2+half); ax.set_ylim((ty+py)/2+half*.75, (ty+py)/2-half*.75)
+        ax.annotate('', xy=(px,py), xytext=(tx,ty), arrowprops=dict(arrowstyle='->', color='yellow', lw=2))
+        ax.scatter([tx], [ty], c='lime', marker='+', s=200, linewidths=2, label='true')
+        ax.scatter([px], [py], c='red', marker='x', s=90, linewidths=2, label='predicted')
+        ax.set_title(f'{_name(files[i])}\nerror {float(err[i]):.1f} px (dx {px-tx:+.1f}, dy {py-ty:+.1f})', fontsize=_FONT)
+        if j == 0: ax.legend(fontsize=_FONT-1, loc='lower left')
+    return fig
+
+def plot_error_by_position(files,       # the frames, in the order of `ctrs`
+                           ctrs:Tensor, # true head centres [n, 2], pixels
+                           err:Tensor,  # each frame's error [n] (pixels, or degrees)
+                           unit:str='px', # the error's unit, for the labels
+                          )->Figure:
+    "Where in the frame the errors are: each true centre coloured by its error, and the error against the true x and the true y."
+    W,H = (max(s) for s in zip(*[_size(f) for f in files]))
+    fig = _fig(13, 3.9); ax0,ax1,ax2 = fig.subplots(1, 3)
+    sc = ax0.scatter(ctrs[:,0], ctrs[:,1], c=err, cmap='viridis', s=25)
+    ax0.set_xlim(0, W); ax0.set_ylim(H, 0); ax0.set_aspect('equal'); ax0.set_title('true centres on the frame', fontsize=_FONT)
+    cb = fig.colorbar(sc, ax=ax0); cb.set_label(f'error ({unit})', fontsize=_FONT)
+    for ax,j,name in ((ax1, 0, 'x'), (ax2, 1, 'y')):
+        ax.scatter(ctrs[:,j], err, s=18); ax.set_xlabel(f'true {name} (px)', fontsize=_FONT); ax.set_ylabel(f'error ({unit})', fontsize=_FONT)
+        ax.set_ylim(0, None); ax.set_title(f'error against the true {name}', fontsize=_FONT)
+    for ax in (ax0, ax1, ax2, cb.ax): ax.tick_params(labelsize=_FONT)
+    return fig
+
+_ANGLES = ('yaw', 'pitch', 'roll')
+
+def plot_angle_errors(pred:Tensor, # predicted angles [n, 3] (yaw, pitch, roll), degrees
+                      true:Tensor, # true angles [n, 3], degrees
+                     )->Figure:
+    "For each angle, the signed error (predicted minus true) against the true angle."
+    fig = _fig(13, 3.9); e = pred-true
+    for j,(ax,name) in enumerate(zip(fig.subplots(1, 3), _ANGLES)):
+        ax.scatter(true[:,j], e[:,j], s=18); ax.axhline(0, color='grey', lw=1)
+        ax.set_xlabel(f'true {name} (deg)', fontsize=_FONT); ax.set_ylabel('predicted - true (deg)', fontsize=_FONT)
+        ax.set_title(f'{name}: mean absolute error {float(e[:,j].abs().mean()):.2f} deg', fontsize=_FONT); ax.tick_params(labelsize=_FONT)
+    return fig
+
+def plot_worst_poses(files,       # the frames, in the order of `pred`
+                     pred:Tensor, # predicted angles [n, 3], degrees
+                     true:Tensor, # true angles [n, 3], degrees
+                     ctrs:Tensor, # the head centres [n, 2], pixels (where to zoom)
+                     k:int=6,     # how many frames
+                     ncols:int=3, # frames per row
+                    )->Figure:
+    "The `k` frames with the largest mean absolute angle error, zoomed on the head, with the true and predicted angles."
+    err = (pred-true).abs().mean(1); idx = torch.argsort(err, descending=True, stable=True)[:k]
+    fig = _fig(3.6*ncols, 4.1*math.ceil(len(idx)/ncols))
+    for ax,i in zip(_axes_grid(fig, len(idx), ncols), idx.tolist()):
+        with Image.open(files[i]) as im: ax.imshow(im.convert('RGB'))
+        x,y = ctrs[i].tolist(); ax.set_xlim(x-120, x+120); ax.set_ylim(y+120, y-120)
+        ax.set_title(f'{_name(files[i])}: error {float(err[i]):.1f} deg', fontsize=_FONT)
+        ax.set_xlabel('\n'.join(f'{a}: true {float(t):+.1f}, predicted {float(p):+.1f}' for a,t,p in zip(_ANGLES, true[i], pred[i])), fontsize=_FONT)
+    return fig
+
+# %% ../nbs/05_keypoint.ipynb #b24e0010
+def keypoint_report(files,         # the frames, in the order of `pred`
+                    pred:Tensor,   # predictions: centres [n, 2] in pixels, or angles [n, 3] in degrees
+                    true:Tensor,   # the true values, as `pred`
+                    dest,          # the folder to write (made if missing; files of the same names are replaced)
+                    target:str='ctr', # 'ctr' (head centre) or 'angles' (yaw, pitch, roll)
+                    ctrs:Tensor=None, # angles: the true head centres [n, 2] in pixels (where on the frame; where to zoom)
+                    k:int=6,       # worst frames to draw
+                   )->dict:        # the numbers written to `dest/keypoint_report.json` (or `pose_report.json`)
+    "Write the interpretation figures of a key-point or head-pose model (PNG) and the numbers behind them (JSON) into `dest`."
+    files = [Path(f) for f in files]; pred,true = torch.as_tensor(pred).float(),torch.as_tensor(true).float()
+    if target not in ('ctr', 'angles'): raise ValueError(f"target={target!r}: use 'ctr' or 'angles'")
+    width = 2 if target == 'ctr' else 3
+    if pred.shape != true.shape or pred.shape != (len(files), width): raise ValueError(f"pred {tuple(pred.shape)} and true {tuple(true.shape)} must be [{len(files)}, {width}] for {len(files)} files")
+    if target == 'ctr':
+        err = (pred-true).norm(dim=1); ctrs = true
+        figs = {'keypoint_worst_frames.png': plot_worst_frames(files, pred, true, k), 'keypoint_error_by_position.png': plot_error_by_position(files, true, err)}
+        summary = dict(rmse_px=_r(err.pow(2).mean().sqrt()), mean_px=_r(err.mean()), median_px=_r(err.median()), max_px=_r(err.max()))
+        frames = [dict(file=_name(f), true=[_r(v, 3) for v in t], pred=[_r(v, 3) for v in p], error_px=_r(e, 4)) for f,t,p,e in zip(files, true, pred, err)]
+    else:
+        if ctrs is None or len(ctrs) != len(files): raise ValueError("an angle report needs `ctrs`, the true head centres of the frames")
+        ctrs = torch.as_tensor(ctrs).float(); e = (pred-true).abs(); err = e.mean(1)
+        figs = {'pose_angle_errors.png': plot_angle_errors(pred, true), 'pose_error_by_position.png': plot_error_by_position(files, ctrs, err, 'deg'),
+                'pose_worst_frames.png': plot_worst_poses(files, pred, true, ctrs, k)}
+        summary = dict(mae_deg=_r(e.mean()), **{f'mae_{a}': _r(e[:,j].mean()) for j,a in enumerate(_ANGLES)}, max_deg=_r(e.max()))
+        frames = [dict(file=_name(f), centre=[_r(v, 3) for v in c], true=[_r(v, 3) for v in t], pred=[_r(v, 3) for v in p], abs_error_deg=[_r(v, 4) for v in a])
+                  for f,c,t,p,a in zip(files, ctrs, true, pred, e)]
+    worst = [_name(files[i]) for i in torch.argsort(err, descending=True, stable=True)[:k].tolist()]
+    res = dict(task='keypoint', target=target, frames=len(files), **summary, worst=worst, per_frame=frames)
+    return _write_report(dest, figs, ('keypoint' if target == 'ctr' else 'pose') + '_report.json', res)

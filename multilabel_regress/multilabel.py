@@ -15,7 +15,9 @@ from .models import get_arch
 # %% auto #0
 __all__ = ['per_class_ap', 'mean_average_precision', 'voc07_ap', 'voc07_map', 'multilabel_learner', 'threshold_sweep',
            'f1_scores', 'best_threshold', 'per_class_thresholds', 'choose_thresholds', 'predict_probs',
-           'predict_labels']
+           'predict_labels', 'multilabel_confusion', 'image_losses', 'top_loss_images', 'false_positives_given',
+           'plot_class_scores', 'plot_confusion', 'plot_multilabel_top_losses', 'plot_false_positives',
+           'multilabel_report']
 
 # %% ../nbs/03_multilabel.ipynb #fbb672a0
 def _check_preds(preds, targs):
@@ -246,3 +248,177 @@ def predict_labels(learn:Learner, # a trained multi-label `Learner`
     vocab = learn.dls.vocab
     res = [[vocab[i] for i in torch.where(p > th)[0].tolist()] for p in probs]
     return res[0] if one else res
+
+# %% ../nbs/03_multilabel.ipynb #a24e0002
+import json
+from io import BytesIO
+from matplotlib.figure import Figure
+from .datasets import write_atomic, FolderExistsError
+
+def _th(thresholds, c):
+    "`thresholds` (one, or one per class) as `c` float32 values, the type `predict_labels` compares probabilities with."
+    th = torch.as_tensor(thresholds, dtype=torch.float32)
+    if th.ndim and th.shape != (c,): raise ValueError(f"thresholds has {th.numel()} values; give one, or one per class ({c})")
+    return th.expand(c)
+
+def multilabel_confusion(probs:Tensor,   # probabilities [n, c] (after the sigmoid)
+                         targs:Tensor,   # 0/1 targets [n, c]
+                         thresholds=0.5, # one threshold, or one per class: a probability above its class's threshold is a positive
+                        )->np.ndarray:   # [c, 2, 2] counts, each [[TN, FP], [FN, TP]] (scikit-learn's `multilabel_confusion_matrix`)
+    "One 2x2 confusion matrix per class, for the decisions `probs > thresholds` that `predict_labels` makes."
+    probs,targs = _check_preds(probs, targs)
+    pos,t = probs > _th(thresholds, probs.shape[1]), targs.bool()
+    cm = torch.stack([(~pos & ~t).sum(0), (pos & ~t).sum(0), (~pos & t).sum(0), (pos & t).sum(0)], 1)
+    return cm.view(-1, 2, 2).numpy()
+
+# %% ../nbs/03_multilabel.ipynb #a24e0007
+def image_losses(probs:Tensor, # probabilities [n, c] (after the sigmoid)
+                 targs:Tensor, # 0/1 targets [n, c]
+                )->Tensor:     # [n]: each image's mean binary cross-entropy over its classes
+    "The loss of each image: binary cross-entropy averaged over the classes, as the training loss averages it."
+    probs,targs = _check_preds(probs, targs)
+    return F.binary_cross_entropy(probs, targs, reduction='none').mean(1)
+
+def top_loss_images(probs:Tensor, # probabilities [n, c] (after the sigmoid)
+                    targs:Tensor, # 0/1 targets [n, c]
+                    k:int=9,      # how many
+                   )->tuple:      # (losses, indices) of the `k` images with the highest loss, highest first
+    "The `k` highest per-image losses and the images they belong to."
+    l = image_losses(probs, targs); i = torch.argsort(l, descending=True, stable=True)[:k]
+    return l[i], i
+
+def false_positives_given(probs:Tensor,   # probabilities [n, c] (after the sigmoid)
+                          targs:Tensor,   # 0/1 targets [n, c]
+                          thresholds=0.5, # one threshold, or one per class (as in `multilabel_confusion`)
+                         )->Tensor:       # [c, c] counts: row A, column B: images holding A on which B is predicted but absent
+    "How often class B is predicted, wrongly, on the images that hold class A."
+    probs,targs = _check_preds(probs, targs)
+    fp = (probs > _th(thresholds, probs.shape[1])) & ~targs.bool()
+    return (targs.T @ fp.float()).long()
+
+# %% ../nbs/03_multilabel.ipynb #a24e000a
+_FONT = 10  # points: the figures' text, legible at 100%
+
+def _fig(w, h): return Figure(figsize=(w, h), dpi=100, layout='constrained')
+
+def _png(fig)->bytes:
+    "The figure as PNG bytes, at its own size and 100 dpi."
+    buf = BytesIO(); fig.savefig(buf, format='png', dpi=100); return buf.getvalue()
+
+def _nan0(x): return np.nan_to_num(np.asarray(x, dtype=float))
+
+def plot_class_scores(probs:Tensor,   # probabilities [n, c] (after the sigmoid)
+                      targs:Tensor,   # 0/1 targets [n, c]
+                      vocab,          # the class names
+                      thresholds=0.5, # the thresholds F1 is scored at
+                     )->Figure:
+    "Each class's AP and F1 as bars, weakest AP on top, labelled with its number of positives."
+    ap,f1 = per_class_ap(probs, targs).numpy(), f1_scores(probs, targs, _th(thresholds, len(vocab)))['per_class'].numpy()
+    n = targs.sum(0).int().numpy(); o = np.argsort(np.where(np.isnan(ap), np.inf, ap), kind='stable')
+    fig = _fig(7, 0.34*len(vocab)+1.3); ax = fig.subplots(); y = np.arange(len(vocab))
+    ax.barh(y-0.2, _nan0(ap[o]), 0.4, label='AP', color='tab:blue')
+    ax.barh(y+0.2, _nan0(f1[o]), 0.4, label='F1 at the thresholds', color='tab:orange')
+    for yy,a,f in zip(y, ap[o], f1[o]):
+        for dy,v in ((-0.2, a), (0.2, f)): ax.text((0 if np.isnan(v) else v)+0.01, yy+dy, 'n/a' if np.isnan(v) else f'{v:.2f}', va='center', fontsize=_FONT-1)
+    ax.set_yticks(y, [f'{vocab[i]} ({n[i]})' for i in o], fontsize=_FONT); ax.invert_yaxis()
+    ax.set_xlim(0, 1.1); ax.set_xlabel('score (class name and its number of positives on the left)', fontsize=_FONT)
+    ax.tick_params(axis='x', labelsize=_FONT); ax.legend(loc='lower left', bbox_to_anchor=(0, 1), ncol=2, frameon=False, fontsize=_FONT)
+    return fig
+
+def plot_confusion(cm:np.ndarray, # [c, 2, 2] from `multilabel_confusion`
+                   vocab,         # the class names
+                  )->Figure:
+    "The per-class confusion as one table: TP, FN, FP and TN of each class; TP shaded green by recall, FN and FP red by their share."
+    from matplotlib import colormaps
+    tn,fp,fn,tp = (cm.reshape(-1,4)[:,j].astype(float) for j in range(4))
+    counts = np.stack([tp, fn, fp, tn], 1); div = np.stack([tp+fn, tp+fn, tp+fp, tn+fp], 1)
+    share = np.divide(counts, div, out=np.zeros_like(counts), where=div > 0)
+    rgb = np.ones((len(vocab), 4, 4))  # TN stays white: with 20 classes most decisions are true negatives
+    rgb[:,0] = colormaps['Greens'](share[:,0]*.8); rgb[:,1] = colormaps['Reds'](share[:,1]*.8); rgb[:,2] = colormaps['Reds'](share[:,2]*.8)
+    fig = _fig(6, 0.34*len(vocab)+1.6); ax = fig.subplots()
+    ax.imshow(rgb, aspect='auto')
+    for (r,c),v in np.ndenumerate(counts): ax.text(c, r, f'{int(v)}', ha='center', va='center', fontsize=_FONT, color='white' if c < 3 and share[r,c] > .6 else 'black')
+    ax.set_xticks(range(4), ['TP\n(green: share\nof positives)', 'FN\n(red: share\nof positives)', 'FP\n(red: share\nof predicted)', 'TN'], fontsize=_FONT)
+    ax.xaxis.tick_top(); ax.set_yticks(range(len(vocab)), list(vocab), fontsize=_FONT)
+    return fig
+
+def _decided(p, t, th, vocab):
+    "The lines under a top-loss image: its true and predicted labels, and each such class's probability against its threshold."
+    true,pred = [v for v,x in zip(vocab, t) if x], [v for v,x,h in zip(vocab, p, th) if x > h]
+    lines = [f"true: {', '.join(true) or '(none)'}", f"predicted: {', '.join(pred) or '(none)'}"]
+    for j in sorted({i for i in range(len(vocab)) if t[i] or p[i] > th[i]}, key=lambda j: -float(p[j])):
+        what = 'found' if t[j] and p[j] > th[j] else 'missed' if t[j] else 'false'
+        lines.append(f"{vocab[j]}: {float(p[j]):.2f} {'>' if p[j] > th[j] else '<='} {float(th[j]):.2f} ({what})")
+    return lines
+
+def plot_multilabel_top_losses(files,          # the image files, in the order of `probs`' rows
+                               probs:Tensor,   # probabilities [n, c] (after the sigmoid)
+                               targs:Tensor,   # 0/1 targets [n, c]
+                               vocab,          # the class names
+                               thresholds=0.5, # the thresholds predictions use
+                               k:int=9,        # how many images
+                               ncols:int=3,    # images per row
+                              )->Figure:
+    "The `k` images with the highest loss, with their true labels, predicted labels and the probabilities that decided them."
+    probs,targs = _check_preds(probs, targs); th = _th(thresholds, len(vocab))
+    ls,idx = top_loss_images(probs, targs, k); rows = math.ceil(len(idx)/ncols)
+    fig = _fig(4.2*ncols, 4.9*rows); axs = list(fig.subplots(rows, ncols, squeeze=False).flat)
+    for ax,l,i in zip(axs, ls, idx):
+        with Image.open(files[i]) as im: im = im.convert('RGB'); im.thumbnail((400, 400)); ax.imshow(im)
+        ax.set_xticks([]); ax.set_yticks([]); ax.set_title(f'{Path(files[i]).name}: loss {float(l):.3f}', fontsize=_FONT)
+        ax.set_xlabel('\n'.join(_decided(probs[i], targs[i], th, list(vocab))), fontsize=_FONT, loc='left')
+    for ax in axs[len(idx):]: ax.axis('off')
+    return fig
+
+def plot_false_positives(fpg:Tensor,   # [c, c] from `false_positives_given`
+                         targs:Tensor, # 0/1 targets [n, c]: how many images hold each row's class
+                         vocab,        # the class names
+                        )->Figure:
+    "`false_positives_given` as a heat map: row A, column B, the images holding A on which B was predicted but absent."
+    m = np.asarray(fpg); n = np.asarray(targs).sum(0)
+    share = m / np.maximum(n, 1)[:,None]; c = len(vocab)
+    fig = _fig(9, 8); ax = fig.subplots()
+    im = ax.imshow(share, cmap='Reds', vmin=0, vmax=max(share.max(), 1e-9))
+    for (r,cc),v in np.ndenumerate(m):
+        if v: ax.text(cc, r, str(int(v)), ha='center', va='center', fontsize=_FONT-1, color='white' if share[r,cc] > .6*share.max() else 'black')
+    ax.set_xticks(range(c), list(vocab), rotation=90, fontsize=_FONT); ax.set_yticks(range(c), [f'{v} ({int(k)})' for v,k in zip(vocab, n)], fontsize=_FONT)
+    ax.set_xlabel('predicted, but not in the image', fontsize=_FONT); ax.set_ylabel('in the image (images holding it)', fontsize=_FONT)
+    cb = fig.colorbar(im, ax=ax, shrink=0.8); cb.set_label('share of the images holding the row class', fontsize=_FONT); cb.ax.tick_params(labelsize=_FONT)
+    return fig
+
+# %% ../nbs/03_multilabel.ipynb #a24e0019
+def _write_report(dest, figs:dict, name:str, res:dict)->dict:
+    "Write the figures `figs` (file name: `Figure`) as PNGs and `res` as the JSON file `name` into the folder `dest`, each file atomically."
+    dest = Path(dest)
+    if dest.exists() and not dest.is_dir(): raise FolderExistsError(f"{dest} is a file, not a folder: name a folder for the report (--report)")
+    dest.mkdir(parents=True, exist_ok=True)
+    for f,fig in figs.items(): write_atomic(dest/f, _png(fig))
+    res = dict(res, figures=list(figs)); write_atomic(dest/name, json.dumps(res, indent=1))
+    return res
+
+def _r(x, d=6): x = float(x); return None if math.isnan(x) else round(x, d)
+
+def multilabel_report(probs:Tensor,   # probabilities [n, c] (after the sigmoid)
+                      targs:Tensor,   # 0/1 targets [n, c]
+                      vocab,          # the class names
+                      thresholds,     # one threshold, or one per class (the ones predictions use)
+                      files,          # the image files, in the order of the rows
+                      dest,           # the folder to write (made if missing; files of the same names are replaced)
+                      k:int=9,        # top-loss images
+                     )->dict:         # the numbers written to `dest/multilabel_report.json`
+    "Write the interpretation figures of a multi-label model (PNG) and the numbers behind them (JSON) into `dest`."
+    probs,targs = _check_preds(probs, targs); vocab = list(map(str, vocab)); th = _th(thresholds, len(vocab))
+    if len(files) != len(probs): raise ValueError(f"{len(files)} files for {len(probs)} rows of predictions")
+    cm = multilabel_confusion(probs, targs, th); ap = per_class_ap(probs, targs); f1 = f1_scores(probs, targs, th)['per_class']
+    ls,idx = top_loss_images(probs, targs, k); fpg = false_positives_given(probs, targs, th)
+    figs = {'multilabel_class_scores.png': plot_class_scores(probs, targs, vocab, th), 'multilabel_confusion.png': plot_confusion(cm, vocab),
+            'multilabel_top_losses.png': plot_multilabel_top_losses(files, probs, targs, vocab, th, k),
+            'multilabel_false_positives.png': plot_false_positives(fpg, targs, vocab)}
+    per = {v: dict(ap=_r(ap[j]), f1=_r(f1[j]), threshold=float(th[j]), positives=int(targs[:,j].sum()),
+                   tp=int(cm[j,1,1]), fn=int(cm[j,1,0]), fp=int(cm[j,0,1]), tn=int(cm[j,0,0])) for j,v in enumerate(vocab)}
+    top = [dict(file=Path(files[i]).name, loss=_r(l), true=[v for v,t in zip(vocab, targs[i]) if t], predicted=[v for v,p,h in zip(vocab, probs[i], th) if p > h],
+                probs={v: _r(probs[i,j], 4) for j,v in enumerate(vocab) if targs[i,j] or probs[i,j] > th[j]}) for l,i in zip(ls, idx.tolist())]
+    res = dict(task='multilabel', images=len(probs), mean_loss=_r(image_losses(probs, targs).mean()), per_class=per, top_losses=top,
+               false_positives_given=dict(rows='class in the image', columns='class predicted but absent', classes=vocab,
+                                          images_holding=[int(x) for x in targs.sum(0)], counts=fpg.tolist()))
+    return _write_report(dest, figs, 'multilabel_report.json', res)
