@@ -16,10 +16,11 @@ from .fast_images import SeededDL
 from .distributed import train_ctx, gather_preds, main_first
 
 # %% auto #0
-__all__ = ['crop_box', 'make_points_sample', 'PointSet', 'read_points_csv', 'read_coco_points', 'split_groups', 'is_valid_items',
-           'find_flip_pairs', 'parse_flip_pairs', 'flip_perm', 'flip_points', 'FlipPoints', 'masked_mse', 'to_pixels',
-           'item_crop', 'item_image', 'points_dls', 'nme_norm', 'point_metrics', 'points_learner', 'predict_items',
-           'train_points', 'evaluate_points', 'predict_point_files', 'show_points', 'show_point_results']
+__all__ = ['crop_box', 'make_points_sample', 'PointSet', 'read_points_csv', 'read_coco_points', 'to_pixels', 'item_crop',
+           'item_image', 'split_groups', 'is_valid_items', 'find_flip_pairs', 'parse_flip_pairs', 'flip_perm',
+           'flip_points', 'FlipPoints', 'masked_mse', 'points_dls', 'nme_norm', 'point_metrics', 'points_learner',
+           'predict_items', 'train_points', 'evaluate_points', 'predict_point_files', 'show_points',
+           'show_point_results']
 
 # %% ../nbs/09_points.ipynb #c4a49698
 def _face_template():
@@ -96,7 +97,7 @@ def _photo(rng, size, n_faces, tpl):
     "A photo of `n_faces` faces side by side: the image and, per face, its landmarks [68, 2] in pixels and its box (x, y, w, h)."
     W,H = size
     a = rng.integers(0, 256, 3); b = rng.integers(0, 256, 3); t = np.linspace(0, 1, W)[None,:,None]
-    img = Image.fromarray((a*(1-t) + b*t + rng.normal(0, 8, (H, W, 3))).clip(0, 255).astype(np.uint8))
+    img = Image.fromarray((a*(1-t) + b*t + rng.normal(0, 3, (H, W, 3))).clip(0, 255).astype(np.uint8))
     d = ImageDraw.Draw(img)
     for _ in range(6):  # clutter
         x,y,r = rng.uniform(0, W), rng.uniform(0, H), rng.uniform(3, 12)
@@ -256,7 +257,10 @@ def read_coco_points(coco:Path,          # a COCO keypoints file
     for iid,anns in per.items():
         im = imgs[iid]; f = path/im['file_name']; W,H = _img_size(f)
         for a in anns:
-            kp = np.array(a['keypoints'], float).reshape(k, 3)
+            try: kp = np.array(a['keypoints'], float).reshape(k, 3)
+            except (TypeError, ValueError): kp = None
+            if kp is None or not np.isfinite(kp).all():
+                raise DatasetError(f"{coco}: annotation {a.get('id')}'s keypoints hold something that is not a number: each is x, y, v, numbers (0, 0, 0 for a point not labelled)")
             pts = np.where(kp[:,2:] > 0, kp[:,:2], np.nan)
             if np.isnan(pts).all(): continue  # nothing labelled: nothing to learn from
             box = a.get('bbox') or _box_of(pts)
@@ -269,7 +273,34 @@ def read_coco_points(coco:Path,          # a COCO keypoints file
     if not items: raise DatasetError(f"{coco} has no annotation with labelled keypoints")
     return PointSet(items, names, skel, source='coco', file=coco)
 
-# %% ../nbs/09_points.ipynb #1761563d
+# %% ../nbs/09_points.ipynb #22651857
+def to_pixels(unit,  # [n, k, 2] points in [-1, 1] of each item's crop (or [n, 2k])
+              crops, # [n, 4]: each item's crop (x0, y0, x1, y1) in pixels of its file
+             )->np.ndarray: # [n, k, 2] pixels of the files
+    "Points in the units of each item's crop mapped back to pixels of its original image."
+    u = np.asarray(unit, float).reshape(len(crops), -1, 2); c = np.asarray(crops, float)
+    return (u + 1)/2*(c[:,None,2:] - c[:,None,:2]) + c[:,None,:2]
+
+def item_crop(it)->tuple:
+    "The crop (x0, y0, x1, y1) of item `it`: its box's crop, or the whole image."
+    return tuple(it['crop']) if it['crop'] is not None else (0, 0, *it['size'])
+
+def item_image(it)->Image.Image:
+    "The pixels item `it` shows: its crop of the file, or the whole file, as RGB."
+    im = open_rgb(it['file'])
+    return im.crop(it['crop']) if it['crop'] is not None else im
+
+class _ItemX:
+    "A picklable `get_x`: item `i`'s image (crop)."
+    def __init__(self, items): self.items = items
+    def __call__(self, i): return PILImage(item_image(self.items[i]))
+
+class _ItemY:
+    "A picklable `get_y`: item `i`'s points in pixels of its crop, NaN where not labelled."
+    def __init__(self, items): self.items = items
+    def __call__(self, i): it = self.items[i]; return tensor(it['pts'] - np.array(item_crop(it)[:2], float)).float()
+
+# %% ../nbs/09_points.ipynb #272ce896
 def split_groups(groups:list,          # the image (file) of each item
                  valid_pct:float=.2,   # the share of images held out
                  seed:int=42,          # the same seed, the same split
@@ -285,7 +316,7 @@ def is_valid_items(ps:PointSet, seed:int=42)->list:
     if all(it['is_valid'] is not None for it in ps.items): return [bool(it['is_valid']) for it in ps.items]
     return split_groups([it['group'] for it in ps.items], seed=seed)
 
-# %% ../nbs/09_points.ipynb #cd5bd274
+# %% ../nbs/09_points.ipynb #9586a1b3
 _SIDES = (('left_', 'right_'), ('l_', 'r_'), ('_left', '_right'), ('_l', '_r'))
 
 def find_flip_pairs(names:list)->list:
@@ -321,7 +352,7 @@ def flip_perm(names:list, pairs:list)->list:
     for a,b in pairs: perm[idx[a]],perm[idx[b]] = idx[b],idx[a]
     return perm
 
-# %% ../nbs/09_points.ipynb #2034bf73
+# %% ../nbs/09_points.ipynb #5de1ca82
 def flip_points(x:Tensor,   # images [bs, 3, h, w]
                 y:Tensor,   # points [bs, k, 2] in [-1, 1]
                 perm:list,  # `flip_perm`
@@ -340,7 +371,7 @@ class FlipPoints(ItemTransform):
         fx,fy = flip_points(x, y, self.perm)
         return (torch.where(m[:,None,None,None], fx, x), torch.where(m[:,None,None], fy, y), *b[2:])
 
-# %% ../nbs/09_points.ipynb #6917a3ec
+# %% ../nbs/09_points.ipynb #f5ec1ee6
 def masked_mse(pred:Tensor, # [bs, 2k] (or [bs, k, 2]) predicted points
                targ:Tensor, # [bs, k, 2] targets; NaN where a point is not labelled
               )->Tensor:
@@ -350,34 +381,7 @@ def masked_mse(pred:Tensor, # [bs, 2k] (or [bs, k, 2]) predicted points
     d = torch.where(m, p - t.nan_to_num(), p.new_zeros(()))  # NaN kept out of both the sum and its gradient
     return d.pow(2).sum() / m.sum().clamp(min=1)
 
-# %% ../nbs/09_points.ipynb #8dce66da
-def to_pixels(unit,  # [n, k, 2] points in [-1, 1] of each item's crop (or [n, 2k])
-              crops, # [n, 4]: each item's crop (x0, y0, x1, y1) in pixels of its file
-             )->np.ndarray: # [n, k, 2] pixels of the files
-    "Points in the units of each item's crop mapped back to pixels of its original image."
-    u = np.asarray(unit, float).reshape(len(crops), -1, 2); c = np.asarray(crops, float)
-    return (u + 1)/2*(c[:,None,2:] - c[:,None,:2]) + c[:,None,:2]
-
-def item_crop(it)->tuple:
-    "The crop (x0, y0, x1, y1) of item `it`: its box's crop, or the whole image."
-    return tuple(it['crop']) if it['crop'] is not None else (0, 0, *it['size'])
-
-def item_image(it)->Image.Image:
-    "The pixels item `it` shows: its crop of the file, or the whole file, as RGB."
-    im = open_rgb(it['file'])
-    return im.crop(it['crop']) if it['crop'] is not None else im
-
-class _ItemX:
-    "A picklable `get_x`: item `i`'s image (crop)."
-    def __init__(self, items): self.items = items
-    def __call__(self, i): return PILImage(item_image(self.items[i]))
-
-class _ItemY:
-    "A picklable `get_y`: item `i`'s points in pixels of its crop, NaN where not labelled."
-    def __init__(self, items): self.items = items
-    def __call__(self, i): it = self.items[i]; return tensor(it['pts'] - np.array(item_crop(it)[:2], float)).float()
-
-# %% ../nbs/09_points.ipynb #ff9692a3
+# %% ../nbs/09_points.ipynb #80a9f1f3
 def points_dls(ps:PointSet,            # from `read_points_csv` or `read_coco_points`
                size:int=64,           # the side of the square each item is squished to
                bs:int=32,             # batch size
@@ -401,12 +405,13 @@ def points_dls(ps:PointSet,            # from `read_points_csv` or `read_coco_po
     dls.points,dls.flip_pairs = ps,pairs
     return dls
 
-# %% ../nbs/09_points.ipynb #3b123a23
+# %% ../nbs/09_points.ipynb #8f83d47b
 def nme_norm(ps_or_items, norm=None, names=None)->np.ndarray:
     "Each item's normaliser in pixels: its box diagonal, or (`norm=(a, b)`) the distance between its points `a` and `b` (NaN where one is not labelled)."
     items = ps_or_items.items if isinstance(ps_or_items, PointSet) else ps_or_items
-    names = ps_or_items.names if names is None else names
+    names = getattr(ps_or_items, 'names', None) if names is None else names
     if norm is None: return np.array([math.hypot(it['box'][2], it['box'][3]) if it['box'] else np.nan for it in items])
+    if names is None: raise ValueError("pass the point names to normalise by two named points")
     a,b = (names.index(n) for n in norm)
     return np.array([float(np.linalg.norm(it['pts'][a] - it['pts'][b])) for it in items])
 
@@ -435,7 +440,7 @@ def point_metrics(pred,           # [n, k, 2] predicted points, pixels
     res['per_point'] = dict(sorted(per.items(), key=lambda kv: -1 if kv[1]['mean_px'] is None else -kv[1]['mean_px']))  # worst first
     return res
 
-# %% ../nbs/09_points.ipynb #f28dc0c6
+# %% ../nbs/09_points.ipynb #cee5c169
 def points_learner(dls:DataLoaders,      # from `points_dls`
                    arch='xresnet_small', # a name in `ARCHS` or an architecture function
                    pretrained:bool=False, # start from ImageNet weights (a download; not for xresnet_small)
@@ -445,7 +450,7 @@ def points_learner(dls:DataLoaders,      # from `points_dls`
     return vision_learner(dls, get_arch(arch), pretrained=pretrained, y_range=y_range, loss_func=masked_mse,
                           n_out=2*len(dls.points.names), **kwargs)
 
-# %% ../nbs/09_points.ipynb #63486a64
+# %% ../nbs/09_points.ipynb #2970dd6a
 def predict_items(model:nn.Module, meta:dict, items:list, bs:int=32)->np.ndarray:
     "A points model's predictions for `items` (files, crops), [n, k, 2] in pixels of each original image."
     outs = []
@@ -467,7 +472,7 @@ def _norm_arg(norm, names):
         if v not in names: raise UserError(f"--norm: {v!r} is not a point name (the points: {', '.join(names[:8])}{', ...' if len(names) > 8 else ''})")
     return ab
 
-# %% ../nbs/09_points.ipynb #c6621fcc
+# %% ../nbs/09_points.ipynb #7943087b
 def train_points(path:str,                 # a folder with points.csv, or the images of the --coco file
                  coco:str=None,            # a COCO keypoints file (its file_names relative to `path`)
                  flip_pairs:str=None,      # 'a:b,c:d'; `None`: pairs found from the names; '' : no mirroring
@@ -501,7 +506,7 @@ def train_points(path:str,                 # a folder with points.csv, or the im
                 valid=dict(items=m['items'], mean_px=m['mean_px'], nme=m['nme'], **{k: m[k] for k in m if k.startswith('pck')}))
     return learn, meta, m
 
-# %% ../nbs/09_points.ipynb #a0ece383
+# %% ../nbs/09_points.ipynb #cc5e2d23
 def evaluate_points(model, meta:dict, path:str, coco:str=None, norm:str=None, all_rows:bool=False, skip_bad:bool=False)->dict:
     "Scores of a points `model` on a labelled folder (or COCO file): per-point error in pixels, NME and PCK, the worst point first."
     ps = _load_set(path, coco, meta.get('margin', _FACE_MARGIN))
@@ -516,7 +521,7 @@ def evaluate_points(model, meta:dict, path:str, coco:str=None, norm:str=None, al
     m = point_metrics(px, np.stack([it['pts'] for it in items]), nme_norm(items, nm, ps.names), ps.names)
     return dict(task='points', data=str(ps.file), rows='all' if all_rows else 'validation', norm=','.join(nm) if nm else 'bbox diagonal', **m)
 
-# %% ../nbs/09_points.ipynb #24c5f0d6
+# %% ../nbs/09_points.ipynb #0f6305b0
 def predict_point_files(model, meta:dict, files:list, coco:str=None)->list:
     "Each image's named points in pixels of the file (one dict per file: file, NAME_x, NAME_y, ...); `coco`: also write them as COCO results."
     items = [dict(file=Path(f), crop=None, size=open_rgb(f).size) for f in files]
@@ -528,7 +533,7 @@ def predict_point_files(model, meta:dict, files:list, coco:str=None)->list:
         write_atomic(coco, json.dumps(out))
     return res
 
-# %% ../nbs/09_points.ipynb #48c0294c
+# %% ../nbs/09_points.ipynb #358be502
 def show_points(ax, im, pts, names=None, skeleton=None, color='lime', marker='o', label=None, numbers:bool=True):
     "Draw points `pts` ([k, 2] pixels; NaN skipped) on `ax` over `im`, the skeleton's lines, and each point's number."
     if im is not None: ax.imshow(im)

@@ -199,6 +199,9 @@ def test_coco_errors(faces, tmp_path):
     a = c['annotations'][1]; W = c['images'][0]['width']; a['bbox'][2] = W + 10.
     (tmp_path/'c.json').write_text(json.dumps(c))
     with pytest.raises(DatasetError, match="annotation 2's box .* is outside its image"): read_coco_points(tmp_path/'c.json', faces/'images')
+    c = json.loads((faces/'faces_coco.json').read_text()); c['annotations'][0]['keypoints'][4] = 'x'
+    (tmp_path/'c.json').write_text(json.dumps(c))
+    with pytest.raises(DatasetError, match="annotation 1's keypoints hold something that is not a number"): read_coco_points(tmp_path/'c.json', faces/'images')
     c = json.loads((faces/'faces_coco.json').read_text()); c['images'][0]['file_name'] = 'nope.jpg'
     (tmp_path/'c.json').write_text(json.dumps(c))
     with pytest.raises(DatasetError, match='nope.jpg is missing'): read_coco_points(tmp_path/'c.json', faces/'images')
@@ -246,3 +249,16 @@ def test_mlr_points_coco(faces, tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     out = json.loads(r.stdout); assert len(out) == 1 and len(out[0]) == 1 + 2*68
     one_line_error(console('train', 'points', '--path', faces/'images', '--coco', co, '--norm', 'nose,chin', '--out', tmp_path/'m3'), "'nose' is not a point name")
+
+def test_mlr_sample_points(tmp_path, capsys):
+    "`mlr sample points DIR` writes both layouts; a second run needs --force, and --force replaces only a sample."
+    from multilabel_regress.cli import main
+    main(['sample', 'points', tmp_path/'s', '--n', '3', '--seed', '1'])
+    d = tmp_path/'s'
+    assert (d/'points.csv').is_file() and (d/'faces_coco.json').is_file() and len(list((d/'images').glob('*.jpg'))) == 3
+    assert len(read_points_csv(d)) == len(read_coco_points(d/'faces_coco.json', d/'images'))
+    with pytest.raises(SystemExit): main(['sample', 'points', d, '--n', '3'])
+    assert 'already exists' in capsys.readouterr().err
+    (tmp_path/'mine').mkdir(); (tmp_path/'mine'/'notes.txt').write_text('keep')
+    with pytest.raises(SystemExit): main(['sample', 'points', tmp_path/'mine', '--force'])
+    assert (tmp_path/'mine'/'notes.txt').read_text() == 'keep'
