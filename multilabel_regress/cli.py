@@ -20,16 +20,16 @@ __all__ = ['sample', 'EpochLines', 'train_multilabel', 'train_keypoint', 'predic
            'evaluate_keypoint', 'evaluate', 'train', 'chapter', 'main']
 
 # %% ../nbs/07_cli.ipynb #778e1422
-def sample(which:str,           # 'pascal' or 'biwi'
+def sample(which:str,           # 'pascal', 'biwi' or 'points'
            dest:str,            # the folder to create
-           n:int=None,          # images (pascal) or frames per person (biwi); the default sample's size if not given
+           n:int=None,          # images (pascal), frames per person (biwi) or photos (points); the default sample's size if not given
            seed:int=0,          # the same seed gives byte-identical files
            force:bool=False,    # replace `dest` if it holds a sample mlr generated
           ):
     "Generate a sample dataset in the real on-disk layout."
-    if which not in _CHOICES['which']: raise UserError(f"unknown dataset {which!r}: use 'pascal' or 'biwi'")
+    if which not in _CHOICES['which']: raise UserError(f"unknown dataset {which!r}: use 'pascal', 'biwi' or 'points'")
     check_dest(dest, is_sample, force, '--force')  # before any work: --force replaces a sample, never another folder
-    make,key = (make_pascal_sample,'n_images') if which=='pascal' else (make_biwi_sample,'n_frames')
+    make,key = dict(pascal=(make_pascal_sample,'n_images'), biwi=(make_biwi_sample,'n_frames'), points=(make_points_sample,'n_images'))[which]
     p = make(Path(dest), seed=seed, overwrite=force, **({} if n is None else {key:n}))
     print(p)
     return p
@@ -41,12 +41,13 @@ from .multilabel import (multilabel_learner, mean_average_precision, per_class_a
 from .biwi_data import biwi_dls, pose_dls, get_ctr, ANGLE_SCALE
 from .keypoint import keypoint_learner, predict_angles, _sizes
 from .biwi_data import pose_angles, PersonSplitter
+from .points import make_points_sample, train_points, evaluate_points, predict_point_files  # `09_points`: the task's logic lives there
 from .distributed import train_ctx, gather_preds, on_main, is_main, is_distributed, main_first, distrib_setup, distrib_teardown
 from fastai.vision.all import XResNet, set_seed, accuracy_multi
 from .multilabel import multilabel_report
 from .keypoint import keypoint_report
 
-_CHOICES = dict(which=('pascal','biwi'), task=('multilabel','keypoint'), target=('ctr','angles'), format=('json','csv'),
+_CHOICES = dict(which=('pascal','biwi','points'), task=('multilabel','keypoint','points'), target=('ctr','angles'), format=('json','csv'),
                 data=('sample','full'), arch=tuple(ARCHS))
 
 def _builder(model, stride=None):
@@ -63,7 +64,7 @@ def _say(*a):
     if is_main(): print(*a, flush=True)
 
 # %% ../nbs/07_cli.ipynb #d3e323b7
-_SIZES = dict(multilabel=(128,128), ctr=(96,128), angles=(64,64))  # the defaults, (height, width)
+_SIZES = dict(multilabel=(128,128), ctr=(96,128), angles=(64,64), points=(64,64))  # the defaults, (height, width)
 _MIN_SIZE = 32  # smaller images leave the networks' last stages almost nothing to see
 
 def _parse_size(size,    # '128', '96,128', 64, (96,128) or None (the default)
@@ -231,10 +232,12 @@ def _centre_model(centre_model):
     return model,meta
 
 # %% ../nbs/07_cli.ipynb #344384a5
-def predict_files(model_dir:str, files:list, skip_bad:bool=False, centre_model:str=None)->list:
-    "Predict each image in `files` with the model in `model_dir`: a list of dicts (file, and labels, a point, or angles)."
+def predict_files(model_dir:str, files:list, skip_bad:bool=False, centre_model:str=None, coco:str=None)->list:
+    "Predict each image in `files` with the model in `model_dir`: a list of dicts (file, and labels, a point, angles, or named points)."
     model,meta = load_model(model_dir)
     if not files: raise DatasetError("no images given: pass one or more image files")
+    if meta['task'] == 'points': return predict_point_files(model, meta, _images(files, skip_bad)[0], coco=coco)
+    if coco: raise UserError("--coco writes key-point results: it is for points models (mlr train points)")
     if meta.get('target') == 'angles': cmodel,cmeta = _centre_model(centre_model)
     files,bad = _images(files, skip_bad)
     ctrs = _points(cmodel, cmeta, files) if meta.get('target') == 'angles' else None
@@ -262,11 +265,13 @@ def predict(model_dir:str,        # a model folder written by `mlr train`
             out:str=None,         # write here instead of printing
             skip_bad:bool=False,  # skip unreadable images (and say how many) instead of stopping
             centre_model:str=None, # head-pose models: the centre model folder that finds the head to crop around
+            coco:str=None,        # points models: also write the predictions as COCO keypoint results to this file
            ):
     "Predict labels (multi-label model), the head centre in pixels (centre model) or the head's angles (head-pose model) for each image."
     if format not in _CHOICES['format']: raise UserError(f"--format must be 'json' or 'csv', not {format!r}")
     _check_out_file(out)
-    res = predict_files(model_dir, images if isinstance(images, list) else [images], skip_bad, centre_model)
+    _check_out_file(coco)
+    res = predict_files(model_dir, images if isinstance(images, list) else [images], skip_bad, centre_model, coco)
     if format == 'json': txt = json.dumps(res, indent=1)
     else:
         rows = [dict(r, labels=' '.join(r['labels']), probs=None) if 'labels' in r else r for r in res]
@@ -381,12 +386,17 @@ def evaluate(model_dir:str,          # a model folder written by `mlr train`
              skip_bad:bool=False,    # skip unreadable images (and say how many) instead of stopping
              centre_model:str=None,  # head-pose models: crop around this centre model's predictions (default: the true centres)
              report:str=None,        # also write what the model gets wrong to this folder: figures (PNG) and their numbers (JSON)
+             coco:str=None,          # points models: the COCO keypoints file to score (images under --path; default: --path's points.csv)
+             norm:str=None,          # points models: NME's normaliser, two point names `a,b` (default: the model's)
             ):
     "The model's metrics on a labelled folder: mAP, F1 and accuracy_multi, or the centre error in pixels (or angles in degrees)."
     if not Path(path).is_dir(): raise DatasetError(f"{path} is not a folder: pass --path with the labelled data folder")
     _check_out_file(json_out)
     model,meta = load_model(model_dir)
-    if meta['task'] == 'multilabel':
+    if (coco or norm) and meta['task'] != 'points': raise UserError("--coco and --norm are for points models (mlr train points)")
+    if report and meta['task'] == 'points': raise UserError("--report draws multi-label and BIWI models; for a points model, mlr evaluate prints the per-point errors and --json-out writes them")
+    if meta['task'] == 'points': res = evaluate_points(model, meta, path, coco=coco, norm=norm, all_rows=all_rows, skip_bad=skip_bad)
+    elif meta['task'] == 'multilabel':
         res = evaluate_multilabel(model, meta, path, csv or 'train.csv', folder or 'train', all_rows=all_rows, ignore_unknown=ignore_unknown, skip_bad=skip_bad, report=report)
     else:
         if csv or folder: raise UserError("--csv and --folder are for multi-label models: a key-point model reads person folders (--persons)")
@@ -408,13 +418,14 @@ def _print_metrics(res):
         if k == 'per_class':
             print('per class:'); print(pd.DataFrame(v).T.to_string())
         elif k == 'per_person': print('per person:'); print(pd.DataFrame(v).T.to_string())
+        elif k == 'per_point': print('per point, worst first:'); print(pd.DataFrame(v).T.to_string())
         elif isinstance(v, float): print(f'{k}: {v:.4f}')
         else: print(f'{k}: {v}')
 
 # %% ../nbs/07_cli.ipynb #6b26a5c9
-_DEFAULT_OUT = dict(multilabel='models/multilabel', ctr='models/keypoint', angles='models/pose')
+_DEFAULT_OUT = dict(multilabel='models/multilabel', ctr='models/keypoint', angles='models/pose', points='models/points')
 
-def train(task:str,                 # 'multilabel' (pascal_2007 layout) or 'keypoint' (biwi_head_pose layout)
+def train(task:str,                 # 'multilabel' (pascal_2007 layout), 'keypoint' (biwi_head_pose layout) or 'points' (points.csv, or --coco)
           path:str,                 # the data folder
           out:str=None,             # the model folder to write (default: models/multilabel, models/keypoint, or models/pose for --target angles)
           arch:str='xresnet_small', # architecture: xresnet_small (from scratch), resnet18, resnet34, resnet50
@@ -430,12 +441,15 @@ def train(task:str,                 # 'multilabel' (pascal_2007 layout) or 'keyp
           seed:int=42,              # seed for repeatable runs
           workers:int=None,         # data loader processes
           speedups:bool=True,       # on a CUDA GPU: pinned memory, bf16 autocast, channels_last (--no-speedups: plain fp32)
+          coco:str=None,            # points: a COCO keypoints file, its images under --path (default: --path's points.csv)
+          flip_pairs:str=None,      # points: the points a mirror swaps, `a:b,c:d` (default: found from left_/right_ names; '' for none)
+          norm:str=None,            # points: NME's normaliser, two point names `a,b` (default: the box diagonal)
          ):
     "Train a model on a folder and save it as a safe model folder (safetensors + JSON)."
-    if task not in _CHOICES['task']: raise UserError(f"unknown task {task!r}: use 'multilabel' or 'keypoint'")
+    if task not in _CHOICES['task']: raise UserError(f"unknown task {task!r}: use 'multilabel', 'keypoint' or 'points'")
     if target not in _CHOICES['target']: raise UserError(f"target={target!r}: use 'ctr' (the head centre) or 'angles' (yaw, pitch, roll)")
-    kind = 'multilabel' if task == 'multilabel' else target
-    if not Path(path).is_dir(): raise DatasetError(f"{path} is not a folder: pass --path with a folder in the {'pascal_2007' if task=='multilabel' else 'biwi_head_pose'} layout")
+    kind = task if task in ('multilabel', 'points') else target
+    if not Path(path).is_dir(): raise DatasetError(f"{path} is not a folder: pass --path with a folder in the {dict(multilabel='pascal_2007', points='points.csv (or --coco images)').get(task, 'biwi_head_pose')} layout")
     sz = _parse_size(size, kind)
     out = Path(out or _DEFAULT_OUT[kind])
     check_dest(out, is_model_folder, force, '--force')  # before training: --force replaces a model folder, never another folder
@@ -443,11 +457,15 @@ def train(task:str,                 # 'multilabel' (pascal_2007 layout) or 'keyp
     t = time.time()
     if task == 'multilabel':
         learn,meta,probs,targs = train_multilabel(path, arch, sz[0], 28 if epochs is None else epochs, 1e-2 if lr is None else lr, bs, pretrained, seed, workers, speedups)
+    elif task == 'points':
+        learn,meta,m = train_points(path, coco, flip_pairs, norm, arch, sz[0], 10 if epochs is None else epochs, 1e-2 if lr is None else lr, bs, pretrained, seed, _workers(workers))
     else:
         learn,meta,probs,targs = train_keypoint(path, target, arch, sz, epochs, lr, bs, pretrained, valid_person, seed, workers, crop_px, speedups)
     secs = time.time()-t
     on_main(save_model, learn.model, out, dict(meta, train_seconds=round(secs,1)), force=force)
-    if task == 'multilabel':
+    if task == 'points':
+        _say(f"trained in {secs:.0f} s; valid NME {m['nme']:.4f} ({meta['norm']}), PCK@0.1 {m['pck@0.1']:.3f}, mean error {m['mean_px']:.2f} px over {m['items']} items; saved {out}")
+    elif task == 'multilabel':
         ev = meta['threshold_choice']['evidence']
         mAP,scored = _map(probs, targs)
         _say(f"trained in {secs:.0f} s; valid mAP {mAP:.4f}" + (f" (over the {scored} of {len(meta['vocab'])} classes that occur in validation)" if scored < len(meta['vocab']) else '') + f"; saved {out}\n"
