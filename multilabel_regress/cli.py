@@ -45,6 +45,7 @@ from .points import make_points_sample, train_points, evaluate_points, predict_p
 from .distributed import train_ctx, gather_preds, on_main, is_main, is_distributed, main_first, distrib_setup, distrib_teardown
 from fastai.vision.all import XResNet, set_seed, accuracy_multi
 from .multilabel import multilabel_report
+from .image_cache import cache_command
 from .keypoint import keypoint_report
 
 _CHOICES = dict(which=('pascal','biwi','points'), task=('multilabel','keypoint','points'), target=('ctr','angles'), format=('json','csv'),
@@ -578,7 +579,7 @@ def chapter(data:str='sample',      # 'sample' (generated offline) or 'full' (th
     return m
 
 # %% ../nbs/07_cli.ipynb #badd04ab
-_COMMANDS = dict(chapter=chapter, sample=sample, train=train, evaluate=evaluate, predict=predict)
+_COMMANDS = dict(chapter=chapter, sample=sample, train=train, evaluate=evaluate, predict=predict, cache=cache_command)  # `mlr cache`: appendix C's `cache_command`
 _REQUIRED_OPTIONS = {'path'}  # no default, but an option: `--path DIR`
 _MIN = dict(n=1, epochs=1, ml_epochs=1, kp_epochs=1, pose_epochs=1, bs=1, workers=0)  # the smallest value allowed
 _ABOVE_ZERO = {'lr', 'crop_px'}

@@ -646,3 +646,17 @@ def test_evaluate_metrics_match_sklearn(data, ml_model, capsys):
     assert m['f1_micro'] == pytest.approx(f1_score(Y, P, average='micro', zero_division=0), abs=1e-6)
     defined = (Y.sum(0) + P.sum(0)) > 0  # a class never present and never predicted has no F1, and is left out of the macro mean
     assert m['f1_macro'] == pytest.approx(f1_score(Y[:, defined], P[:, defined], average='macro'), abs=1e-6)
+
+def test_mlr_cache_shows_and_clears(data, tmp_path, monkeypatch, capsys):
+    "`mlr cache` reports the stores a loader built (where, how many images, how large); `--clear` empties them and the next loader decodes again."
+    from multilabel_regress.pascal_data import pascal_dls
+    root = tmp_path/'images'; monkeypatch.setenv('MULTILABEL_REGRESS_IMAGES', str(root))
+    dls = pascal_dls(data[1], size=32, bs=8)
+    n = len(dls.train.items)
+    out = run(capsys, 'cache').stdout
+    assert str(root) in out and f"{n:6d} images at 40x40" in out, out
+    from multilabel_regress.image_cache import cache_info
+    assert cache_info(root, show=False)['bytes'] >= n*40*40*3  # at least the training split's pixels, as uint8 RGB
+    out = run(capsys, 'cache', '--clear').stdout
+    assert 'freed' in out and str(root) in out
+    assert 'images at' not in run(capsys, 'cache').stdout
