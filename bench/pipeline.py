@@ -14,7 +14,7 @@ training loader:
   BIWI, 240x320:   book: the book's BIWI DataBlock verbatim (ImageBlock, PointBlock, get_image_files, the book's
                    `get_ctr`, person 13 held out by a lambda, batch_tfms=[*aug_transforms(size=(240,320)),
                    Normalize.from_stats(*imagenet_stats)], `biwi.dataloaders(path)`);
-                   ours: `biwi_dls(path)`; ours, cache=False: `biwi_dls(path, cache=False)` where `biwi_dls` takes
+                   ours: `biwi_dls(path)` (since issue 25 augmented by `point_aug_transforms`, one pass); ours, cache=False: `biwi_dls(path, cache=False)` where `biwi_dls` takes
                    that option (without it, its default is the decode-every-epoch pipeline and the turn is skipped).
 
 The sides run in alternating turns, `--pairs` pairs (book then ours; ours with cache=False in the first
@@ -23,7 +23,10 @@ Each turn prints images/s over the whole run (construction counted), the constru
 first build), and images/s from epoch 2 on (steady state). Then the bound of each side: its own batch transforms
 (`dl.after_batch`: for BIWI `IntToFloatTensor`, `aug_transforms(size=(240,320))` and `Normalize`) applied over and over
 to one batch already in memory (for the book the collated 64x3x480x640 uint8 frames, for ours its cached, presized
-uint8 batch; the fastest of 5 runs), in images/s, and how close each side's steady state comes to it.
+uint8 batch; the fastest of 5 runs), in images/s, and how close each side's steady state comes to it. For BIWI, last, the
+augmentation alone (issue 25's second target): fastai's `aug_transforms(size=(240,320))` against `point_aug_transforms(size=(240,320))`
+(what `biwi_dls` uses by default since issue 25) on the same batch of ours in memory (converted to floats) with its points,
+alternating, fastest of 5 in each of 3 rounds (target >= 3).
 
     python bench/pipeline.py [--only pascal|biwi] [--pairs 3] [--biwi-pairs 3] [--epochs 7] [--cores 2]
 
@@ -152,6 +155,25 @@ def bound(dl, reps=5, at=None):
     return dict(rate=len(x)/min(ts), shape=list(x.shape), dtype=str(x.dtype).replace('torch.', ''),
                 tfms=[type(f).__name__ for f in pipe.fs], ms=[round(v, 1) for v in each])
 
+def aug_alone(dl, reps=5, rounds=3):
+    "The augmentation alone on one of `dl`'s batches already in memory (converted to float, training mode): fastai's `aug_transforms(size)` against `point_aug_transforms(size)` on the same batch and points, alternating, fastest of `reps` in each of `rounds`; ms per batch."
+    from fastai.vision.all import aug_transforms, IntToFloatTensor
+    from multilabel_regress.biwi_data import point_aug_transforms
+    x,y = raw_batch(dl)[:2]; size = tuple(x.shape[-2:]); b = (IntToFloatTensor()(x), y)
+    sides = dict(fastai=aug_transforms(size=size), ours=point_aug_transforms(size=size))
+    def run(tfms):
+        o = b
+        for t in tfms: o = t(o, split_idx=0)
+        return o
+    ms = {k:[] for k in sides}
+    for _ in range(rounds):
+        for k,tfms in sides.items():
+            run(tfms); ts = []
+            for _ in range(reps): t = time.perf_counter(); run(tfms); ts.append(time.perf_counter()-t)
+            ms[k].append(min(ts)*1e3)
+    return dict(shape=list(x.shape), ms={k:round(min(v), 1) for k,v in ms.items()}, rounds={k:[round(t, 1) for t in v] for k,v in ms.items()},
+                tfms={k:[type(t).__name__ for t in v] for k,v in sides.items()})
+
 def fmt_turn(name, r):
     s = f"{name:17}: {r['rate']:6.0f} images/s ({r['images']} images in {r['total_s']:6.1f} s; construction {r['construct_s']:5.2f} s"
     if r['cache']: c = r['cache']; s += f", of it the cache's build: {c['decoded']} of {c['n']} images decoded at {c['presize'][0]}x{c['presize'][1]}, {c['mib']} MiB"
@@ -160,7 +182,7 @@ def fmt_turn(name, r):
 
 def target(task, src, pairs, nocache_pairs, epochs, root):
     "Alternate the book's and our loaders `pairs` times on fresh copies with empty caches; print each turn, the ratios and the bounds."
-    sd = sides(task); res = {n:[] for n,_,_ in sd}; bounds = {}
+    sd = sides(task); res = {n:[] for n,_,_ in sd}; bounds = {}; last_ours = None
     label = dict(pascal='PASCAL 128 px', biwi='BIWI frames 240x320')[task]
     print(f"== {label}: {src.name}, {epochs} epochs per turn, each side's defaults, fresh copies and an empty cache each turn", flush=True)
     if sd[2][1] is None: print("   (biwi_dls takes no `cache` option here: its default is the decode-every-epoch pipeline; no cache=False turn)")
@@ -171,8 +193,9 @@ def target(task, src, pairs, nocache_pairs, epochs, root):
             res[name].append(r); print(f"pair {p+1} {fmt_turn(name, r)}", flush=True)
             if p == pairs-1 and not nocache:
                 bounds[name] = bound(dls.train)
+                if name == 'ours': last_ours = dls
                 if task == 'biwi' and name == 'book': bounds['book, frames presized to 240x320'] = bound(dls.train, at=(240,320))
-            del dls; gc.collect(); shutil.rmtree(d, ignore_errors=True)
+            if dls is not last_ours: del dls; gc.collect(); shutil.rmtree(d, ignore_errors=True)  # ours' last: its batch is augmented alone below
         print(f"pair {p+1} ours/book = {res['ours'][-1]['rate']/res['book'][-1]['rate']:.2f}", flush=True)
     ratios = [o['rate']/b['rate'] for o,b in zip(res['ours'], res['book'])]
     steady = [o['steady']/b['steady'] for o,b in zip(res['ours'], res['book'])] if epochs > 1 else []
@@ -196,7 +219,15 @@ def target(task, src, pairs, nocache_pairs, epochs, root):
         print(f"bound, {label}, {n:4}: its batch transforms alone on a {'x'.join(map(str, b['shape']))} {b['dtype']} batch in memory "
               f"({' + '.join(b['tfms'])}): {b['rate']:.0f} images/s; its steady state in pair {pairs} ({st:.0f} images/s) is {st/b['rate']:.2f} of it")
         print(f"   ms per batch of {b['shape'][0]}, each transform alone: " + ', '.join(f'{t} {v}' for t,v in zip(b['tfms'], b['ms'])))
-    return dict(task=task, ratios=[round(x, 3) for x in ratios], median=round(statistics.median(ratios), 3),
+    alone = None
+    if task == 'biwi' and last_ours is not None:
+        alone = aug_alone(last_ours.train)
+        fa,ou = alone['ms']['fastai'],alone['ms']['ours']
+        print(f"augmentation alone, {label}: on one {'x'.join(map(str, alone['shape']))} batch of ours in memory (as floats), training mode, the same batch "
+              f"and points, alternating, fastest of 5 in each of 3 rounds: fastai's aug_transforms ({' + '.join(alone['tfms']['fastai'])}) {fa:.1f} ms "
+              f"({alone['shape'][0]/fa*1e3:.0f} images/s), point_aug_transforms ({' + '.join(alone['tfms']['ours'])}) {ou:.1f} ms ({alone['shape'][0]/ou*1e3:.0f} images/s): "
+              f"**{fa/ou:.2f}x** (target >= 3); rounds: fastai {alone['rounds']['fastai']}, ours {alone['rounds']['ours']}")
+    return dict(task=task, ratios=[round(x, 3) for x in ratios], median=round(statistics.median(ratios), 3), aug_alone=alone,
                 turns={k:[{kk:(round(vv, 2) if isinstance(vv, float) else vv) for kk,vv in r.items()} for r in v] for k,v in res.items()},
                 bounds={k:dict(rate=round(v['rate'], 1), shape=v['shape'], ms=dict(zip(v['tfms'], v['ms']))) for k,v in bounds.items()})
 
@@ -279,7 +310,7 @@ def main():
             if a.only in (None, task) and pairs > 0: out.append(target(task, srcs[task], pairs, a.nocache_pairs, a.epochs, root))
     load = ' '.join(open('/proc/loadavg').read().split()[:3]) if os.path.exists('/proc/loadavg') else '?'
     print(f"{time.strftime('%H:%M UTC', time.gmtime())}: done, load average {load}")
-    print(json.dumps([dict(task=o['task'], median=o['median'], ratios=o['ratios'], bounds=o['bounds']) for o in out]))
+    print(json.dumps([dict(task=o['task'], median=o['median'], ratios=o['ratios'], bounds=o['bounds'], aug_alone=o.get('aug_alone')) for o in out]))
     if a.json: Path(a.json).write_text(json.dumps(out, indent=1))
 
 if __name__ == '__main__': main()

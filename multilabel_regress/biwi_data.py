@@ -12,9 +12,9 @@ from .pascal_data import SeededDL
 from .image_cache import CachedImage, CachedImageBlock, CachedDL, decode_at
 
 # %% auto #0
-__all__ = ['ANGLE_SCALE', 'img2pose', 'read_cal', 'get_ctr', 'pose_angles', 'BiwiPoses', 'PersonSplitter', 'ClampPoints',
-           'biwi_dls', 'count_off_image', 'HeadCrop', 'head_crop', 'RandomHeadCrop', 'FlipPose', 'CachedHeadCrop',
-           'pose_dls']
+__all__ = ['ANGLE_SCALE', 'img2pose', 'read_cal', 'get_ctr', 'pose_angles', 'BiwiPoses', 'PersonSplitter', 'PointAffineBatch',
+           'point_aug_transforms', 'ClampPoints', 'biwi_dls', 'count_off_image', 'HeadCrop', 'head_crop',
+           'RandomHeadCrop', 'FlipPose', 'CachedHeadCrop', 'pose_dls']
 
 # %% ../nbs/04_biwi_data.ipynb #12cf5d19
 def img2pose(f:Path, # an image `frame_XXXXX_rgb.jpg`
@@ -110,6 +110,134 @@ class PersonSplitter:
         return L(i for i,v in enumerate(is_valid) if not v), L(i for i,v in enumerate(is_valid) if v)
     def __repr__(self): return f"PersonSplitter({self.valid})"
 
+# %% ../nbs/04_biwi_data.ipynb #7172b198
+from fastai.vision.augment import find_coeffs
+
+def _keep(v, p, neutral):
+    "`v` where a coin of probability `p` says so, `neutral` elsewhere: fastai's `_draw_mask`, one coin per image."
+    return torch.where(torch.rand(v.shape, device=v.device) < p, v, torch.full_like(v, neutral)) if p < 1 else v
+
+def _unit_grid(h, w, align_corners, device):
+    "The output pixels' (x, y, 1) in [-1, 1], [h*w, 3], where `F.affine_grid` puts them."
+    def lin(n): return torch.linspace(-1, 1, n, device=device) if align_corners else (torch.arange(n, device=device)*2+1)/n - 1
+    gx,gy = lin(w),lin(h)
+    return torch.stack([gx[None,:].expand(h,w), gy[:,None].expand(h,w), torch.ones(h, w, device=device)], -1).view(h*w, 3)
+
+class PointAffineBatch(AffineCoordTfm):
+    "fastai's `aug_transforms` for images and their points in one pass: one 3x3 matrix per image (flip, rotation, zoom, warp), one `grid_sample`, the lighting on its output, the points moved by the inverse."
+    order,split_idx = 30,None  # where fastai's affine transforms run: after `IntToFloatTensor` (10), before `Normalize` (99)
+    def __init__(self, size=None,          # the output (height, width), or one side; `None`: the input's
+                 do_flip:bool=True,        # flip half the images left to right
+                 max_rotate:float=10.,     # the largest rotation, in degrees
+                 min_zoom:float=1.,        # the smallest zoom
+                 max_zoom:float=1.1,       # the largest zoom
+                 max_warp:float=0.2,       # the largest perspective warp (0: none)
+                 p_affine:float=0.75,      # the probability of each of: rotation, zoom, the warp in x, the warp in y
+                 max_lighting:float=0.2,   # the largest change of brightness and contrast (0: none)
+                 p_lighting:float=0.75,    # the probability of each of: brightness, contrast
+                 flip_idx=None,            # the points' order after a flip, so that named left/right points swap (e.g. [1, 0, 2]); `None`: kept
+                 mode:str='bilinear',      # `F.grid_sample`'s interpolation
+                 pad_mode=PadMode.Reflection, # `F.grid_sample`'s padding
+                 align_corners:bool=True): # `F.grid_sample`'s align_corners
+        if min_zoom > max_zoom: raise ValueError(f"min_zoom={min_zoom} is above max_zoom={max_zoom}")
+        super().__init__(size=size, mode=mode, pad_mode=pad_mode, align_corners=align_corners)
+        store_attr('do_flip,max_rotate,min_zoom,max_zoom,max_warp,p_affine,max_lighting,p_lighting')
+        self.flip_idx = None if flip_idx is None else torch.as_tensor(flip_idx, dtype=torch.long)
+        self.moves = bool(do_flip or max_rotate or max_warp or min_zoom != 1 or max_zoom != 1)  # `False`: lighting only
+
+    def draw(self, n:int, # images in the batch
+             device=None)->dict: # each parameter, one value per image
+        "Each image's parameters, drawn from the distributions fastai's `aug_transforms` draws them from."
+        def u(a, b): return torch.empty(n, device=device).uniform_(a, b)
+        l,pa = self.max_lighting,self.p_affine
+        return dict(flip=torch.where(torch.rand(n, device=device) < .5, -1., 1.) if self.do_flip else torch.ones(n, device=device),
+                    rotate=_keep(u(-self.max_rotate, self.max_rotate), pa, 0.), zoom=_keep(u(self.min_zoom, self.max_zoom), pa, 1.),
+                    col=u(0, 1), row=u(0, 1), warp_x=_keep(u(-self.max_warp, self.max_warp), pa, 0.), warp_y=_keep(u(-self.max_warp, self.max_warp), pa, 0.),
+                    brightness=_keep(u(.5*(1-l), .5*(1+l)), self.p_lighting, .5), contrast=_keep(u(math.log(1-l), -math.log(1-l)).exp(), self.p_lighting, 1.))
+
+    @staticmethod
+    def matrix(d:dict, # the parameters, as `draw` gives them
+               h:int, w:int, # the input images' height and width
+              )->Tensor: # [n, 3, 3]
+        "Each image's 3x3 matrix: it takes an output pixel (x, y, 1), in [-1, 1], to where it is read in the input."
+        f,th,s = d['flip'],d['rotate']*math.pi/180,1/d['zoom']
+        c,si,o,z = th.cos(),th.sin(),torch.ones_like(f),torch.zeros_like(f)
+        tx,ty = (1-s)*(2*d['col']-1),(1-s)*(2*d['row']-1)
+        # flip @ rotate @ zoom, as fastai composes them, with its aspect correction of the rotation (`_prepare_mat`)
+        A = torch.stack([f*c*s, f*si*s*h/w, f*(c*tx+si*ty),
+                         -si*s*w/h, c*s, -si*tx+c*ty, z, z, o], 1).view(-1, 3, 3)
+        x_t,y_t = d['warp_x'],d['warp_y']
+        if not (x_t.any() or y_t.any()): return A
+        # fastai's `Warp`: the corners move by (x_t, y_t), and the grid is read through the homography that moves them back
+        orig = torch.tensor([[-1,-1], [-1,1], [1,-1], [1,1]], dtype=A.dtype, device=A.device).expand(len(f), 4, 2)
+        targ = torch.stack([torch.stack([-1-y_t, -1-x_t]), torch.stack([-1+y_t, 1+x_t]),
+                            torch.stack([ 1+y_t, -1+x_t]), torch.stack([ 1-y_t, 1-x_t])]).permute(2,0,1)
+        H = torch.cat([find_coeffs(orig, targ)[...,0], o[:,None]], 1).view(-1, 3, 3)
+        return H @ A
+
+    def before_call(self, b, split_idx):
+        self.split_idx,self.do = split_idx,True
+        while isinstance(b, tuple): b = b[0]
+        self.params = self.draw(b.shape[0], b.device) if split_idx == 0 else None
+        self.mat = self.matrix(self.params, *b.shape[-2:]) if split_idx == 0 and self.moves else None
+
+    def _grid(self, n, h, w, device):
+        "Where each output pixel is read: [n, h, w, 2]."
+        g = _unit_grid(h, w, self.align_corners, device)
+        if self.mat is None: return g[:,:2].view(1, h, w, 2).expand(n, h, w, 2)
+        xyz = g @ self.mat.transpose(1, 2)  # [n, h*w, 3]: one small matrix product for the whole batch
+        xy = xyz[...,:2]/xyz[...,2:] if (self.mat[:,2,:2] != 0).any() else xyz[...,:2]
+        return xy.view(n, h, w, 2)
+
+    def encodes(self, x:TensorImage):
+        h,w = self.cp_size or x.shape[-2:]; y = x.as_subclass(Tensor)
+        if self.mat is not None or (h,w) != tuple(x.shape[-2:]):
+            g = self._grid(x.shape[0], h, w, x.device)
+            d = min(x.shape[-2]/w, x.shape[-1]/2)/2  # fastai's `_grid_sample` shrinks a much larger input first; it reads the grid's last two sides, (w, 2), as its size
+            if self.mode == 'bilinear' and d > 1:
+                if d > 2/(g.max()-g.min()).item(): y = F.interpolate(y, scale_factor=1/d, mode='area', recompute_scale_factor=True)
+            y = F.grid_sample(y, g, mode=self.mode, padding_mode=self.pad_mode, align_corners=self.align_corners)
+        elif self.params is None or not self.max_lighting: return x
+        else: y = y.clone()
+        if self.params is not None and self.max_lighting:  # fastai's `Brightness` then `Contrast`: sigmoid((logit(y) + logit(b)) * c), in place
+            b,c = self.params['brightness'],self.params['contrast']
+            y.logit_(eps=1e-7).mul_(c[:,None,None,None]).add_((torch.logit(b)*c)[:,None,None,None]).sigmoid_()
+        return TensorImage(y)
+
+    def encodes(self, x:TensorPoint):
+        if self.mat is None: return x
+        p = x.as_subclass(Tensor)
+        q = torch.cat([p, torch.ones_like(p[...,:1])], -1) @ torch.linalg.inv(self.mat).transpose(1, 2)  # a point goes where its pixel goes
+        q = q[...,:2]/q[...,2:]
+        if self.flip_idx is not None: q = torch.where((self.params['flip'] < 0)[:,None,None], q[:, self.flip_idx.to(q.device)], q)
+        res = TensorPoint(q); res.__dict__.update(x.__dict__); res.sz = self.size  # the metadata fastai's `affine_coord` gives
+        return res
+
+    def _refuse(self, x): raise NotImplementedError(f"PointAffineBatch moves images and points, not a {type(x).__name__}: use fastai's `aug_transforms` (aug='fastai')")
+    def encodes(self, x:TensorMask): self._refuse(x)
+    def encodes(self, x:TensorBBox): self._refuse(x)
+
+# %% ../nbs/04_biwi_data.ipynb #958b67a3
+def point_aug_transforms(mult:float=1.,          # multiplies `max_rotate`, `max_lighting` and `max_warp`, as in `aug_transforms`
+                         do_flip:bool=True,      # flip half the images left to right
+                         max_rotate:float=10.,   # the largest rotation, in degrees
+                         min_zoom:float=1.,      # the smallest zoom
+                         max_zoom:float=1.1,     # the largest zoom
+                         max_lighting:float=0.2, # the largest change of brightness and contrast
+                         max_warp:float=0.2,     # the largest perspective warp
+                         p_affine:float=0.75,    # the probability of each of rotation, zoom and the warp's two directions
+                         p_lighting:float=0.75,  # the probability of each of brightness and contrast
+                         size=None,              # the output (height, width), or one side
+                         flip_idx=None,          # the points' order after a flip (named left/right points swap); `None`: kept
+                         **kwargs,               # `mode`, `pad_mode`, `align_corners` (as `aug_transforms`)
+                        )->list:
+    "`aug_transforms`' arguments and distributions, as one `PointAffineBatch`."
+    bad = {k:v for k,v in kwargs.items() if k not in ('mode','pad_mode','align_corners')}
+    bad = {k:v for k,v in bad.items() if (k,v) not in {('flip_vert',False), ('batch',False), ('min_scale',1.), ('xtra_tfms',None)}}
+    if bad: raise ValueError(f"{', '.join(f'{k}={v!r}' for k,v in bad.items())}: not in the one-pass augmentation; pass aug='fastai' for fastai's `aug_transforms`")
+    kw = {k:v for k,v in kwargs.items() if k in ('mode','pad_mode','align_corners')}
+    return [PointAffineBatch(size, do_flip, max_rotate*mult, min_zoom, max_zoom, max_warp*mult, p_affine, max_lighting*mult, p_lighting, flip_idx, **kw)]
+
 # %% ../nbs/04_biwi_data.ipynb #ccc700f6
 ANGLE_SCALE = 90.  # angles are divided by this to make the regression targets, in [-1, 1]
 
@@ -160,20 +288,21 @@ def biwi_dls(path:Path,           # a biwi_head_pose-style folder (person folder
              target:str='ctr',    # 'ctr': the head centre (a point); 'angles': (yaw, pitch, roll)
              presize=None,        # (h, w) each frame is decoded at before augmentation (unused without `aug`); `None`: `size` (cached), the full frame (`cache=False`)
              off_image:str='keep', # 'keep' points that augmentation moves off the image (fastai's default), or 'clamp' them
-             aug:bool=True,       # use `aug_transforms`; `False`: no augmentation, each frame squished to `size` on loading
+             aug=True,            # `True`: `point_aug_transforms` (one pass); 'fastai': the book's `aug_transforms`; `False`: none, each frame squished to `size` on loading
              cache:bool=True,     # decode each frame once, at `presize`, into an image cache (appendix C); `False`: decode every epoch
              num_workers:int=None, # data loader processes; `None`: 0 when cached, else fastai's default
              seed:int=None,       # the loaders' own seed for the shuffle and the augmentations (global state untouched); `None`: the global generators
-             **kwargs,            # passed to `aug_transforms` (`max_zoom`, `max_rotate`, `do_flip`, ...)
+             **kwargs,            # passed to `point_aug_transforms` or `aug_transforms` (`max_zoom`, `max_rotate`, `do_flip`, ...)
             )->DataLoaders:
     "The chapter's BIWI `DataLoaders`: images and their head centre (or angles), one person held out."
     if target not in ('ctr','angles'): raise ValueError(f"target={target!r}: use 'ctr' (the head centre) or 'angles' (yaw, pitch, roll)")
     if off_image not in ('keep','clamp'): raise ValueError(f"off_image={off_image!r}: use 'keep' or 'clamp'")
+    if aug not in (True, False, 'fastai'): raise ValueError(f"aug={aug!r}: use True (one pass), 'fastai' (`aug_transforms`) or False (none)")
     pre = (presize or size) if aug else size  # the size frames are cached at
     if cache and not pre: raise ValueError("cache=True decodes the frames at one size: pass size or presize, or cache=False for full-size frames")
     files,poses = _frames(path)
     if target == 'angles': kwargs = dict(dict(do_flip=False, max_rotate=0.), **kwargs)
-    tfms = aug_transforms(size=size, **kwargs) if aug else []
+    tfms = (aug_transforms if aug == 'fastai' else point_aug_transforms)(size=size, **kwargs) if aug else []
     if off_image == 'clamp': tfms.append(ClampPoints())
     if cache:  # frames squished to `presize` once; the points in [-1, 1] of the original frame, which a squish leaves in place
         xblock,item,dl_type = CachedImageBlock(pre),None,CachedDL
@@ -313,6 +442,7 @@ def pose_dls(path:Path,            # a biwi_head_pose-style folder (person folde
              shift:float=0.08,     # training: random move of the square, share of its side
              zoom:float=0.1,       # training: random scale of the square (log)
              lighting:float=0.2,   # training: random brightness and contrast (0: none)
+             aug=True,             # `True`: the lighting in one pass (`PointAffineBatch`); 'fastai': fastai's `Brightness` and `Contrast`
              cache:bool=True,      # decode each frame once, at `presize`, into an image cache (appendix C); `False`: decode every epoch
              presize=None,         # (h, w) the frames are cached at; `None`: the smallest 1/8 of the frame that keeps every crop's detail
              num_workers:int=None, # data loader processes; `None`: 0 when cached, else fastai's default
@@ -320,7 +450,10 @@ def pose_dls(path:Path,            # a biwi_head_pose-style folder (person folde
             )->DataLoaders:
     "Head crops and their (yaw, pitch, roll) / `ANGLE_SCALE`, one person held out: the data of a head-pose model."
     files,poses = _frames(path)
-    light = [Brightness(lighting), Contrast(lighting)] if lighting else []
+    if aug not in (True, 'fastai'): raise ValueError(f"aug={aug!r}: use True (one pass) or 'fastai' (`Brightness` and `Contrast`); lighting=0 turns the lighting off")
+    if not lighting: light = []
+    elif aug == 'fastai': light = [Brightness(lighting), Contrast(lighting)]
+    else: light = [PointAffineBatch(do_flip=False, max_rotate=0., max_zoom=1., max_warp=0., max_lighting=lighting)]
     if cache:
         xblock = TransformBlock(type_tfms=CachedHeadCrop(presize or _pose_presize(files[0], px, size, zoom), poses.getter('ctr')), batch_tfms=IntToFloatTensor)
         get_x = None
