@@ -492,12 +492,14 @@ def _bad_input_cases(data, ml_model, pose_model, tmp):
         '`train.csv` without an `is_valid` column': lambda: ['train', 'multilabel', '--path', pcopy(csv(lambda df: df.pop('is_valid'))), '--out', out],
         '`train.csv` with no `is_valid=True` row': lambda: ['train', 'multilabel', '--path', pcopy(csv(lambda df: df.__setitem__('is_valid', False))), '--out', out],
         '`train.csv` with an empty label': lambda: ['train', 'multilabel', '--path', pcopy(csv(lambda df: df.__setitem__('labels', df.labels.where(df.index != 4, ' ')))), '--out', out],
+        '`train.csv` with labels `bottle,bird`': lambda: ['train', 'multilabel', '--path', pcopy(csv(lambda df: df.__setitem__('labels', df.labels.where(df.index != 4, 'bottle,bird')))), '--out', out],
         'a pose file holding NaN': lambda: ['train', 'keypoint', '--path', bcopy(nan_pose), '--out', out],
         '`--out` naming a folder of other files, with `--force`': lambda: ['train', 'multilabel', '--path', data[1], '--out', thesis(tmp/'mine').parent, '--force'],
         '`--out` naming an existing model folder, without `--force`': lambda: ['train', 'multilabel', '--path', data[1], '--out', ml_model],
         '`mlr predict MODEL IMAGE --out DIR` (a folder)': lambda: ['predict', ml_model, img, '--out', tmp],
         'an image whose header claims 30000x30000 pixels': lambda: ['predict', ml_model, bomb_png(tmp/'bomb.png')],
         'a head-pose model without `--centre-model`': lambda: ['predict', pose_model, img],
+        '`mlr predict MODEL FOLDER` (a folder, not images)': lambda: ['predict', ml_model, img.parent],
         'a label the model does not know (`evaluate`)': lambda: ['evaluate', ml_model, '--path', pcopy(csv(unknown))],
     }
 
