@@ -10,11 +10,6 @@ from multilabel_regress.biwi_data import PointAffineBatch, point_aug_transforms,
 pytestmark = [pytest.mark.filterwarnings('error::DeprecationWarning:multilabel_regress'),
               pytest.mark.filterwarnings('error::FutureWarning:multilabel_regress')]
 
-@pytest.fixture(autouse=True)
-def _image_cache(tmp_path_factory, monkeypatch):
-    "Image caches of the loaders built here go to this session's temporary folder."
-    monkeypatch.delenv('MULTILABEL_REGRESS_IMAGES', raising=False); monkeypatch.setenv('MULTILABEL_REGRESS_DATA', str(tmp_path_factory.getbasetemp()/'image_cache'))
-
 def _fastai_with(d, size, **kw):
     "fastai's own composed `aug_transforms` pipeline with each random value set to the parameters `d` (its `draw` arguments)."
     v = {k: d[k].tolist() for k in d}
