@@ -105,15 +105,8 @@ def _decode_rows(args):
     px.flush(); del px
     return res
 
-def _pool_context():
-    "Processes started without forking this one (which may run threads: a loader, a training loop): forkserver where there is one, else spawn."
-    import multiprocessing as mp
-    ctx = mp.get_context('forkserver' if 'forkserver' in mp.get_all_start_methods() else 'spawn')
-    if ctx.get_start_method() == 'forkserver': ctx.set_forkserver_preload(['multilabel_regress.image_cache'])
-    return ctx
-
 def _decode_all(fn, shape, items, presize, n_workers=None, progress=None, chunk=32):
-    "Decode `items` (row, file) into the pixel file `fn` of `shape`, in `n_workers` processes, yielding (row, size)."
+    "Decode `items` (row, file) into the pixel file `fn` of `shape`, in `n_workers` threads, yielding (row, size)."
     jobs = [(fn, shape, items[i:i+chunk], presize) for i in range(0, len(items), chunk)]
     nw = min(n_workers if n_workers is not None else min(8, num_cpus()), len(jobs))  # `num_cpus`: the cores this process may use
     show = progress if progress is not None else (os.isatty(2) and len(items) > 200)
@@ -121,13 +114,15 @@ def _decode_all(fn, shape, items, presize, n_workers=None, progress=None, chunk=
     if nw <= 1:
         for job in bar(jobs): yield from _decode_rows(job)
         return
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-    ex = ProcessPoolExecutor(nw, mp_context=_pool_context())
+    # threads, not processes: Pillow decodes and resizes with the GIL released, so they decode as fast as processes do, and nothing is
+    # forked from this process (which may run a loader's or a training loop's threads) or started anew (which would import the user's
+    # script again: a script without `if __name__ == '__main__':` would fail, and starting processes costs seconds)
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+    ex = ThreadPoolExecutor(nw, thread_name_prefix='mlr-decode')
     try:
-        from multilabel_regress.image_cache import _decode_rows as work  # the package's: what a started process can import (also from a notebook)
-        futs = [ex.submit(work, j) for j in jobs]
+        futs = [ex.submit(_decode_rows, j) for j in jobs]
         for f in bar(as_completed(futs)): yield from f.result()
-    finally: ex.shutdown(wait=True, cancel_futures=True)  # on an error: the jobs not started are dropped, the running ones finish (no worker is killed mid-write)
+    finally: ex.shutdown(wait=True, cancel_futures=True)  # on an error: the jobs not started are dropped, the running ones finish (no row is left mid-write)
 
 # %% ../nbs/12_appendix_image_cache.ipynb #c4a1e2b7
 def _locked(root):
