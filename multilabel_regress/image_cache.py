@@ -184,7 +184,7 @@ class ImageCache:
     def __init__(self, files,          # image files (each found in the store by its name under `dataset`, and checked by its size, time and bytes)
                  presize,              # (height, width) every image is squished to, or one side
                  root:Path=None,       # the cache folder; default `image_cache_dir()`
-                 n_workers:int=None,   # processes decoding the first time; default: the machine's cores (at most 8)
+                 n_workers:int=None,   # threads decoding the first time; default: the cores this process may use (at most 8)
                  progress:bool=None,   # show a progress bar while decoding; default: on a terminal
                  dataset:Path=None,    # the folder whose store holds the rows; default: the folder holding all of `files`
                 ):
