@@ -15,6 +15,7 @@ from pathlib import Path
 def run(target, aug, pose_epochs):
     "Train the chapter's model for `target` with the loaders' augmentation `aug`; (figures, seconds)."
     import multilabel_regress.cli as cli
+    from multilabel_regress.keypoint import _sizes as kp_sizes
     from multilabel_regress.biwi_data import biwi_dls, pose_dls, ANGLE_SCALE
     from multilabel_regress.datasets import get_biwi
     real = dict(biwi_dls=biwi_dls, pose_dls=pose_dls)
@@ -24,7 +25,7 @@ def run(target, aug, pose_epochs):
         if target == 'ctr':
             learn,meta,preds,targs = cli.train_keypoint(biwi, 'ctr', 'xresnet_small', (96,128), 4, 3e-3, 32, False)
             files = list(learn.dls.valid.items); _,_,rmse = cli._centre_errors(preds, targs, files)
-            res = dict(rmse_px=round(rmse, 2), rmse_pct_width=round(rmse/float(cli._sizes(files)[:,0].mean())*100, 2))
+            res = dict(rmse_px=round(rmse, 2), rmse_pct_width=round(rmse/float(kp_sizes(files)[:,0].mean())*100, 2))
         else:
             learn,meta,preds,targs = cli.train_keypoint(biwi, 'angles', 'xresnet_small', (64,64), pose_epochs, 1e-2, 32, False, crop_px=160)
             e = (preds.view(-1,3)-targs.view(-1,3)).abs()*ANGLE_SCALE

@@ -5,16 +5,21 @@
 # %% ../nbs/04_biwi_data.ipynb #2a3df31d
 from __future__ import annotations
 import math, random
-from functools import lru_cache
 from fastai.vision.all import *
-from .datasets import get_biwi, read_pose_file, read_cal_file, DatasetError, BIWI_K
-from .pascal_data import SeededDL
-from .image_cache import CachedImage, CachedImageBlock, CachedDL, decode_at
+from .files import DatasetError
+from .images import hw, image_errors
+from .datasets import get_biwi, read_pose_file, read_cal_file, BIWI_K
+from .fast_images import SeededDL, LazyImage, CachedImage, CachedImageBlock, CachedDL
+from .image_cache import decode_at
+from .point_aug import PointAffineBatch, point_aug_transforms
 
 # %% auto #0
-__all__ = ['ANGLE_SCALE', 'img2pose', 'read_cal', 'get_ctr', 'pose_angles', 'BiwiPoses', 'PersonSplitter', 'PointAffineBatch',
-           'point_aug_transforms', 'ClampPoints', 'biwi_dls', 'count_off_image', 'HeadCrop', 'head_crop',
-           'RandomHeadCrop', 'FlipPose', 'CachedHeadCrop', 'pose_dls']
+__all__ = ['ANGLE_SCALE', 'img2pose', 'read_cal', 'get_ctr', 'pose_angles', 'BiwiPoses', 'PersonSplitter', 'ClampPoints',
+           'biwi_dls', 'count_off_image', 'HeadCrop', 'head_crop', 'RandomHeadCrop', 'FlipPose', 'CachedHeadCrop',
+           'pose_dls', 'PointAffineBatch', 'point_aug_transforms']
+
+# %% ../nbs/04_biwi_data.ipynb #2ec8b946
+_all_ = ['PointAffineBatch', 'point_aug_transforms']  # defined in `point_aug` (appendix D), used and exported here as before
 
 # %% ../nbs/04_biwi_data.ipynb #12cf5d19
 def img2pose(f:Path, # an image `frame_XXXXX_rgb.jpg`
@@ -25,17 +30,11 @@ def img2pose(f:Path, # an image `frame_XXXXX_rgb.jpg`
     return f.with_name(f.name[:-7] + 'pose.txt')
 
 # %% ../nbs/04_biwi_data.ipynb #c213ad68
-@lru_cache(maxsize=None)
-def _read_cal_cached(f:str, mtime:int): return read_cal_file(Path(f))
-
 def read_cal(path:Path, # a BIWI `rgb.cal`, or a person folder holding one
             )->np.ndarray: # the 3x3 intrinsics (fx 0 cx / 0 fy cy / 0 0 1)
-    "The colour camera's 3x3 intrinsics from a BIWI `rgb.cal`, read once per file."
+    "The colour camera's 3x3 intrinsics from a BIWI `rgb.cal` (the chapter's `np.genfromtxt(..., skip_footer=6)`, with an error naming a damaged file)."
     f = Path(path)
-    if f.is_dir(): f = f/'rgb.cal'
-    try: mtime = f.stat().st_mtime_ns
-    except OSError: return read_cal_file(f)  # raises a `DatasetError` naming the file
-    return _read_cal_cached(str(f.absolute()), mtime).copy()
+    return read_cal_file(f/'rgb.cal' if f.is_dir() else f)
 
 # %% ../nbs/04_biwi_data.ipynb #7b273026
 def _project(c, K): return (c[0]*K[0,0]/c[2] + K[0,2], c[1]*K[1,1]/c[2] + K[1,2])
@@ -110,134 +109,6 @@ class PersonSplitter:
         return L(i for i,v in enumerate(is_valid) if not v), L(i for i,v in enumerate(is_valid) if v)
     def __repr__(self): return f"PersonSplitter({self.valid})"
 
-# %% ../nbs/04_biwi_data.ipynb #7172b198
-from fastai.vision.augment import find_coeffs
-
-def _keep(v, p, neutral):
-    "`v` where a coin of probability `p` says so, `neutral` elsewhere: fastai's `_draw_mask`, one coin per image."
-    return torch.where(torch.rand(v.shape, device=v.device) < p, v, torch.full_like(v, neutral)) if p < 1 else v
-
-def _unit_grid(h, w, align_corners, device):
-    "The output pixels' (x, y, 1) in [-1, 1], [h*w, 3], where `F.affine_grid` puts them."
-    def lin(n): return torch.linspace(-1, 1, n, device=device) if align_corners else (torch.arange(n, device=device)*2+1)/n - 1
-    gx,gy = lin(w),lin(h)
-    return torch.stack([gx[None,:].expand(h,w), gy[:,None].expand(h,w), torch.ones(h, w, device=device)], -1).view(h*w, 3)
-
-class PointAffineBatch(AffineCoordTfm):
-    "fastai's `aug_transforms` for images and their points in one pass: one 3x3 matrix per image (flip, rotation, zoom, warp), one `grid_sample`, the lighting on its output, the points moved by the inverse."
-    order,split_idx = 30,None  # where fastai's affine transforms run: after `IntToFloatTensor` (10), before `Normalize` (99)
-    def __init__(self, size=None,          # the output (height, width), or one side; `None`: the input's
-                 do_flip:bool=True,        # flip half the images left to right
-                 max_rotate:float=10.,     # the largest rotation, in degrees
-                 min_zoom:float=1.,        # the smallest zoom
-                 max_zoom:float=1.1,       # the largest zoom
-                 max_warp:float=0.2,       # the largest perspective warp (0: none)
-                 p_affine:float=0.75,      # the probability of each of: rotation, zoom, the warp in x, the warp in y
-                 max_lighting:float=0.2,   # the largest change of brightness and contrast (0: none)
-                 p_lighting:float=0.75,    # the probability of each of: brightness, contrast
-                 flip_idx=None,            # the points' order after a flip, so that named left/right points swap (e.g. [1, 0, 2]); `None`: kept
-                 mode:str='bilinear',      # `F.grid_sample`'s interpolation
-                 pad_mode=PadMode.Reflection, # `F.grid_sample`'s padding
-                 align_corners:bool=True): # `F.grid_sample`'s align_corners
-        if min_zoom > max_zoom: raise ValueError(f"min_zoom={min_zoom} is above max_zoom={max_zoom}")
-        super().__init__(size=size, mode=mode, pad_mode=pad_mode, align_corners=align_corners)
-        store_attr('do_flip,max_rotate,min_zoom,max_zoom,max_warp,p_affine,max_lighting,p_lighting')
-        self.flip_idx = None if flip_idx is None else torch.as_tensor(flip_idx, dtype=torch.long)
-        self.moves = bool(do_flip or max_rotate or max_warp or min_zoom != 1 or max_zoom != 1)  # `False`: lighting only
-
-    def draw(self, n:int, # images in the batch
-             device=None)->dict: # each parameter, one value per image
-        "Each image's parameters, drawn from the distributions fastai's `aug_transforms` draws them from."
-        def u(a, b): return torch.empty(n, device=device).uniform_(a, b)
-        l,pa = self.max_lighting,self.p_affine
-        return dict(flip=torch.where(torch.rand(n, device=device) < .5, -1., 1.) if self.do_flip else torch.ones(n, device=device),
-                    rotate=_keep(u(-self.max_rotate, self.max_rotate), pa, 0.), zoom=_keep(u(self.min_zoom, self.max_zoom), pa, 1.),
-                    col=u(0, 1), row=u(0, 1), warp_x=_keep(u(-self.max_warp, self.max_warp), pa, 0.), warp_y=_keep(u(-self.max_warp, self.max_warp), pa, 0.),
-                    brightness=_keep(u(.5*(1-l), .5*(1+l)), self.p_lighting, .5), contrast=_keep(u(math.log(1-l), -math.log(1-l)).exp(), self.p_lighting, 1.))
-
-    @staticmethod
-    def matrix(d:dict, # the parameters, as `draw` gives them
-               h:int, w:int, # the input images' height and width
-              )->Tensor: # [n, 3, 3]
-        "Each image's 3x3 matrix: it takes an output pixel (x, y, 1), in [-1, 1], to where it is read in the input."
-        f,th,s = d['flip'],d['rotate']*math.pi/180,1/d['zoom']
-        c,si,o,z = th.cos(),th.sin(),torch.ones_like(f),torch.zeros_like(f)
-        tx,ty = (1-s)*(2*d['col']-1),(1-s)*(2*d['row']-1)
-        # flip @ rotate @ zoom, as fastai composes them, with its aspect correction of the rotation (`_prepare_mat`)
-        A = torch.stack([f*c*s, f*si*s*h/w, f*(c*tx+si*ty),
-                         -si*s*w/h, c*s, -si*tx+c*ty, z, z, o], 1).view(-1, 3, 3)
-        x_t,y_t = d['warp_x'],d['warp_y']
-        if not (x_t.any() or y_t.any()): return A
-        # fastai's `Warp`: the corners move by (x_t, y_t), and the grid is read through the homography that moves them back
-        orig = torch.tensor([[-1,-1], [-1,1], [1,-1], [1,1]], dtype=A.dtype, device=A.device).expand(len(f), 4, 2)
-        targ = torch.stack([torch.stack([-1-y_t, -1-x_t]), torch.stack([-1+y_t, 1+x_t]),
-                            torch.stack([ 1+y_t, -1+x_t]), torch.stack([ 1-y_t, 1-x_t])]).permute(2,0,1)
-        H = torch.cat([find_coeffs(orig, targ)[...,0], o[:,None]], 1).view(-1, 3, 3)
-        return H @ A
-
-    def before_call(self, b, split_idx):
-        self.split_idx,self.do = split_idx,True
-        while isinstance(b, tuple): b = b[0]
-        self.params = self.draw(b.shape[0], b.device) if split_idx == 0 else None
-        self.mat = self.matrix(self.params, *b.shape[-2:]) if split_idx == 0 and self.moves else None
-
-    def _grid(self, n, h, w, device):
-        "Where each output pixel is read: [n, h, w, 2]."
-        g = _unit_grid(h, w, self.align_corners, device)
-        if self.mat is None: return g[:,:2].view(1, h, w, 2).expand(n, h, w, 2)
-        xyz = g @ self.mat.transpose(1, 2)  # [n, h*w, 3]: one small matrix product for the whole batch
-        xy = xyz[...,:2]/xyz[...,2:] if (self.mat[:,2,:2] != 0).any() else xyz[...,:2]
-        return xy.view(n, h, w, 2)
-
-    def encodes(self, x:TensorImage):
-        h,w = self.cp_size or x.shape[-2:]; y = x.as_subclass(Tensor)
-        if self.mat is not None or (h,w) != tuple(x.shape[-2:]):
-            g = self._grid(x.shape[0], h, w, x.device)
-            d = min(x.shape[-2]/w, x.shape[-1]/2)/2  # fastai's `_grid_sample` shrinks a much larger input first; it reads the grid's last two sides, (w, 2), as its size
-            if self.mode == 'bilinear' and d > 1:
-                if d > 2/(g.max()-g.min()).item(): y = F.interpolate(y, scale_factor=1/d, mode='area', recompute_scale_factor=True)
-            y = F.grid_sample(y, g, mode=self.mode, padding_mode=self.pad_mode, align_corners=self.align_corners)
-        elif self.params is None or not self.max_lighting: return x
-        else: y = y.clone()
-        if self.params is not None and self.max_lighting:  # fastai's `Brightness` then `Contrast`: sigmoid((logit(y) + logit(b)) * c), in place
-            b,c = self.params['brightness'],self.params['contrast']
-            y.logit_(eps=1e-7).mul_(c[:,None,None,None]).add_((torch.logit(b)*c)[:,None,None,None]).sigmoid_()
-        return TensorImage(y)
-
-    def encodes(self, x:TensorPoint):
-        if self.mat is None: return x
-        p = x.as_subclass(Tensor)
-        q = torch.cat([p, torch.ones_like(p[...,:1])], -1) @ torch.linalg.inv(self.mat).transpose(1, 2)  # a point goes where its pixel goes
-        q = q[...,:2]/q[...,2:]
-        if self.flip_idx is not None: q = torch.where((self.params['flip'] < 0)[:,None,None], q[:, self.flip_idx.to(q.device)], q)
-        res = TensorPoint(q); res.__dict__.update(x.__dict__); res.sz = self.size  # the metadata fastai's `affine_coord` gives
-        return res
-
-    def _refuse(self, x): raise NotImplementedError(f"PointAffineBatch moves images and points, not a {type(x).__name__}: use fastai's `aug_transforms` (aug='fastai')")
-    def encodes(self, x:TensorMask): self._refuse(x)
-    def encodes(self, x:TensorBBox): self._refuse(x)
-
-# %% ../nbs/04_biwi_data.ipynb #958b67a3
-def point_aug_transforms(mult:float=1.,          # multiplies `max_rotate`, `max_lighting` and `max_warp`, as in `aug_transforms`
-                         do_flip:bool=True,      # flip half the images left to right
-                         max_rotate:float=10.,   # the largest rotation, in degrees
-                         min_zoom:float=1.,      # the smallest zoom
-                         max_zoom:float=1.1,     # the largest zoom
-                         max_lighting:float=0.2, # the largest change of brightness and contrast
-                         max_warp:float=0.2,     # the largest perspective warp
-                         p_affine:float=0.75,    # the probability of each of rotation, zoom and the warp's two directions
-                         p_lighting:float=0.75,  # the probability of each of brightness and contrast
-                         size=None,              # the output (height, width), or one side
-                         flip_idx=None,          # the points' order after a flip (named left/right points swap); `None`: kept
-                         **kwargs,               # `mode`, `pad_mode`, `align_corners` (as `aug_transforms`)
-                        )->list:
-    "`aug_transforms`' arguments and distributions, as one `PointAffineBatch`."
-    bad = {k:v for k,v in kwargs.items() if k not in ('mode','pad_mode','align_corners')}
-    bad = {k:v for k,v in bad.items() if (k,v) not in {('flip_vert',False), ('batch',False), ('min_scale',1.), ('xtra_tfms',None)}}
-    if bad: raise ValueError(f"{', '.join(f'{k}={v!r}' for k,v in bad.items())}: not in the one-pass augmentation; pass aug='fastai' for fastai's `aug_transforms`")
-    kw = {k:v for k,v in kwargs.items() if k in ('mode','pad_mode','align_corners')}
-    return [PointAffineBatch(size, do_flip, max_rotate*mult, min_zoom, max_zoom, max_warp*mult, p_affine, max_lighting*mult, p_lighting, flip_idx, **kw)]
-
 # %% ../nbs/04_biwi_data.ipynb #ccc700f6
 ANGLE_SCALE = 90.  # angles are divided by this to make the regression targets, in [-1, 1]
 
@@ -268,7 +139,6 @@ def _frame_size(f, img=None):
     "(width, height) of frame `f` as it is on disk: from the image cache of `img` (a `CachedImage`) where it holds `f`, else from the file's header."
     c,r = img.lookup(f) if img is not None else (None,None)
     if c is not None: return tuple(int(v) for v in c.sizes[r])
-    from multilabel_regress.models import image_errors
     with image_errors(f), Image.open(f) as im: return im.size
 
 class _UnitCentre:
@@ -330,8 +200,6 @@ def count_off_image(dl, # a training `DataLoader` whose targets are points
     return off, seen
 
 # %% ../nbs/04_biwi_data.ipynb #6447843a
-from .pascal_data import LazyImage
-
 class HeadCrop(LazyImage):
     "An image file (header read, not decoded) and the head centre `ctr` (x, y) in its pixels: the input of a head-pose model."
     frame = None  # the frame's pixels already decoded (uint8 [h, w, 3], any scale), e.g. from an image cache: then nothing is decoded
@@ -416,7 +284,6 @@ class CachedHeadCrop(CachedImage):
         c,r = self.lookup(src)
         if c is not None: a,sz = c.pixels[r],c.sizes[r]  # a view of the memory map: only the crop is copied
         else:
-            from multilabel_regress.models import image_errors
             with image_errors(src): a,sz = decode_at(src, self.presize)
         res = HeadCrop(src, sz, ctr); res.frame = a
         return res
@@ -427,7 +294,6 @@ class CachedHeadCrop(CachedImage):
 
 def _pose_presize(f, px, size, zoom):
     "(height, width) at which frames like `f` hold every training crop at `size` or more pixels: a multiple of 1/8 of the frame, at most all of it."
-    from multilabel_regress.models import image_errors
     with image_errors(f), Image.open(f) as im: w,h = im.size
     k = min(1., math.ceil(size/(px*math.exp(-zoom))*8)/8)
     return (round(h*k), round(w*k))

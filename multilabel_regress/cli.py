@@ -14,10 +14,17 @@ from fastprogress.fastprogress import progress_bar
 from . import __version__
 from .datasets import *
 from .models import *
+from .image_cache import cache_command
+from .recipes import *
+from .recipes import _CHOICES, _builder, _workers, _say, _parse_size, _SIZES, _shown
+from .predictions import *
+from .predictions import _map, _centre_errors
+from .points_sample import make_points_sample
+from .biwi_data import ANGLE_SCALE
+from .distributed import distrib_setup, distrib_teardown, on_main
 
 # %% auto #0
-__all__ = ['sample', 'EpochLines', 'train_multilabel', 'train_keypoint', 'predict_files', 'predict', 'evaluate_multilabel',
-           'evaluate_keypoint', 'evaluate', 'train', 'chapter', 'main']
+__all__ = ['sample', 'evaluate', 'predict', 'train', 'main']
 
 # %% ../nbs/07_cli.ipynb #778e1422
 def sample(which:str,           # 'pascal', 'biwi' or 'points'
@@ -33,347 +40,6 @@ def sample(which:str,           # 'pascal', 'biwi' or 'points'
     p = make(Path(dest), seed=seed, overwrite=force, **({} if n is None else {key:n}))
     print(p)
     return p
-
-# %% ../nbs/07_cli.ipynb #eae70779
-from .pascal_data import pascal_dls
-from .multilabel import (multilabel_learner, mean_average_precision, per_class_ap, f1_scores,
-                                            choose_thresholds, threshold_sweep)
-from .biwi_data import biwi_dls, pose_dls, get_ctr, ANGLE_SCALE
-from .keypoint import keypoint_learner, predict_angles, _sizes
-from .biwi_data import pose_angles, PersonSplitter
-from .points import make_points_sample, train_points, evaluate_points, predict_point_files  # `09_points`: the task's logic lives there
-from .distributed import train_ctx, gather_preds, on_main, is_main, is_distributed, main_first, distrib_setup, distrib_teardown
-from fastai.vision.all import XResNet, set_seed, accuracy_multi
-from .multilabel import multilabel_report
-from .image_cache import cache_command
-from .keypoint import keypoint_report
-
-_CHOICES = dict(which=('pascal','biwi','points'), task=('multilabel','keypoint','points'), target=('ctr','angles'), format=('json','csv'),
-                data=('sample','full'), arch=tuple(ARCHS))
-
-def _builder(model, stride=None):
-    "How `build_model` rebuilds `model`: fastai's vision model, the bare architecture, or the soft-argmax head."
-    if isinstance(model, XResNet): return dict(builder='arch')
-    if isinstance(model, torch.nn.Sequential) and isinstance(model[-1], SoftArgmax): return dict(builder='softargmax', stride=stride)
-    return dict(builder='vision')
-
-def _workers(n):
-    "Data loading processes: none by default, since the loaders gather each batch from the image cache (appendix C) in one memory copy, which workers would only pass along, after starting anew each epoch."
-    return 0 if n is None else n
-
-def _say(*a):
-    if is_main(): print(*a, flush=True)
-
-# %% ../nbs/07_cli.ipynb #d3e323b7
-_SIZES = dict(multilabel=(128,128), ctr=(96,128), angles=(64,64), points=(64,64))  # the defaults, (height, width)
-_MIN_SIZE = 32  # smaller images leave the networks' last stages almost nothing to see
-
-def _parse_size(size,    # '128', '96,128', 64, (96,128) or None (the default)
-                kind:str, # 'multilabel', 'ctr' (head centre) or 'angles' (head pose)
-               )->tuple: # (height, width)
-    "`size` as (height, width), checked: `HEIGHT,WIDTH` for the centre model, one number (a square) for the others."
-    if size is None: return _SIZES[kind]
-    try: s = tuple(int(v) for v in (size if isinstance(size, (tuple,list)) else str(size).split(',')))
-    except ValueError: s = ()
-    if kind != 'ctr' and len(s) == 2 and s[0] == s[1]: s = s[:1]
-    if len(s) != (2 if kind == 'ctr' else 1):
-        raise UserError(f"--size {size}: " + ("the centre model sees whole frames: pass HEIGHT,WIDTH, e.g. --size 96,128" if kind == 'ctr'
-                                                 else "this model sees square images: pass one number, e.g. --size 64"))
-    if min(s) < _MIN_SIZE: raise UserError(f"--size {size}: images need at least {_MIN_SIZE} pixels a side")
-    return s if kind == 'ctr' else s*2
-
-# %% ../nbs/07_cli.ipynb #51939ea9
-from fastai.callback.progress import ProgressCallback
-from fastai.callback.core import Callback
-from fastai.imports import noop  # the one `Learner.no_logging()` sets (fastai's own, not fastcore's)
-
-class EpochLines(Callback):
-    "The training table as plain lines on stdout, the header, then one line per epoch (epoch, losses, metrics, time) as it ends."
-    order = ProgressCallback.order  # after `Recorder`, which names the columns
-    def before_fit(self):
-        self.quiet = self.learn.logger is noop or not is_main()  # `no_logging()`, or not the main process
-        self.old_logger,self.learn.logger = self.learn.logger,self._write
-        self.widths = [max(8, len(n)) for n in self.recorder.metric_names]
-        self._write(self.recorder.metric_names)
-    def _write(self, log):
-        if self.quiet: return
-        cells = [f'{v:.6f}' if isinstance(v, float) else str(v) for v in log]
-        print('  '.join(c.ljust(w) for c,w in zip(cells, self.widths)).rstrip(), flush=True)
-    def after_fit(self): self.learn.logger = self.old_logger
-
-def _plain_log(learn):
-    "Off a terminal (a file, a pipe, a notebook), `learn` logs one line per epoch (`EpochLines`) instead of drawing progress bars."
-    if sys.stdout.isatty(): return learn
-    learn.remove_cbs([c for c in learn.cbs if isinstance(c, ProgressCallback)])
-    learn.add_cb(EpochLines())
-    return learn
-
-_ABSENT = r'\d+ class\(es\) have no positive target'  # `mean_average_precision`'s warning: the CLI reports which classes it scored instead
-
-# %% ../nbs/07_cli.ipynb #a2bab1d8
-def train_multilabel(path:str,                 # a folder in the pascal_2007 layout (train.csv + train/)
-                     arch:str='xresnet_small', # architecture name (see `models.ARCHS`)
-                     size:int=128,             # crop size
-                     epochs:int=28,            # epochs (`fit_one_cycle`; with --pretrained, `fine_tune` after 4 frozen)
-                     lr:float=1e-2,            # learning rate
-                     bs:int=32,                # batch size
-                     pretrained:bool=False,    # start from ImageNet weights (needs a download)
-                     seed:int=42,              # seed for repeatable runs
-                     workers:int=None,         # data loader processes (default 0: batches come from the image cache)
-                     speedups:bool=True,       # on a CUDA GPU (one process): pinned memory, bf16 autocast, channels_last (`cuda_speedups`)
-                    )->tuple:                  # (learner, metadata for the model folder, probabilities, targets)
-    "Train a multi-label classifier on `path`; tune its thresholds on the validation rows."
-    path = Path(path); size = _parse_size(size, 'multilabel')[0]
-    check_pascal(path)  # every image decoded, both splits present: a bad file stops us here, not mid-training
-    set_seed(seed, reproducible=True)
-    dls = pascal_dls(path, size=size, bs=bs, seed=seed, num_workers=_workers(workers))
-    learn = _plain_log(main_first(multilabel_learner, dls, arch, pretrained=pretrained))  # pretrained weights download once per machine
-    if speedups and not is_distributed(): cuda_speedups(learn)  # nothing changes on a CPU
-    with train_ctx(learn), warnings.catch_warnings():
-        warnings.filterwarnings('ignore', _ABSENT, UserWarning)  # a class absent from validation: the summary says how many were scored
-        if pretrained: learn.fine_tune(epochs, base_lr=lr, freeze_epochs=4)
-        else: learn.fit_one_cycle(epochs, lr)
-        probs,targs = gather_preds(learn)
-    ch = choose_thresholds(probs, targs)  # one threshold or one per class, whichever wins on a held-out half (see 03_multilabel)
-    meta = dict(task='multilabel', arch=arch_name(arch), n_out=len(dls.vocab), **preprocess_meta(dls),  # how its validation images were prepared: prediction repeats it
-                vocab=list(map(str, dls.vocab)), thresholds=[float(t) for t in ch['thresholds']], threshold=float(ch['threshold']),
-                threshold_choice=dict(kind=ch['kind'], evidence=ch['evidence']),
-                thresholds_tuned_on=dict(data=str(path.resolve()), csv='train.csv', rows='is_valid=True', images=len(probs)),
-                **_builder(learn.model))
-    return learn, meta, probs, targs
-
-# %% ../nbs/07_cli.ipynb #7f13e646
-def train_keypoint(path:str,                 # a folder in the biwi_head_pose layout (01/, 02/, ... with rgb.cal)
-                   target:str='ctr',         # 'ctr' (the head centre) or 'angles' (yaw, pitch, roll)
-                   arch:str='xresnet_small', # architecture name (see `models.ARCHS`)
-                   size:tuple=None,          # (height, width) of the images the model sees (default: 96x128 frames, 64x64 head crops)
-                   epochs:int=None,          # epochs (`fit_one_cycle`; with --pretrained, `fine_tune`; default: 4 centre, 30 angles)
-                   lr:float=None,            # learning rate (default: 3e-3 centre, 1e-2 angles)
-                   bs:int=32,                # batch size
-                   pretrained:bool=False,    # start from ImageNet weights (needs a download)
-                   valid_person:str='13',    # the held-out person folder (`7` is `07`, as in `biwi_dls`)
-                   seed:int=42,              # seed for repeatable runs
-                   workers:int=None,         # data loader processes (default 0: batches come from the image cache)
-                   crop_px:float=160,        # angles: the side of the square cut around the head, in pixels of the frame
-                   speedups:bool=True,       # on a CUDA GPU (one process): pinned memory, bf16 autocast, channels_last (`cuda_speedups`)
-                  )->tuple:                  # (learner, metadata for the model folder, predictions, targets)
-    "Train a key-point model (or a head-pose model on crops around the head) on `path`, holding out `valid_person`."
-    if target not in _CHOICES['target']: raise UserError(f"target={target!r}: use 'ctr' (the head centre) or 'angles' (yaw, pitch, roll)")
-    path = Path(path); size = _parse_size(size, target)
-    people = {f.parent.name for f in check_biwi(path)}  # every frame decoded: a broken image stops us here, not mid-training
-    valid_person = PersonSplitter(valid_person).valid[0]  # `7` is the folder `07`, as `biwi_dls` reads it
-    if valid_person not in people: raise DatasetError(f"{path/valid_person} is not a person folder with frames: pick the person to hold out with --valid-person")
-    if people == {valid_person}: raise DatasetError(f"{path} holds only person {valid_person}: nothing is left to train on")
-    set_seed(seed, reproducible=True)
-    if epochs is None: epochs = 4 if target == 'ctr' else 30
-    if lr is None: lr = 3e-3 if target == 'ctr' else 1e-2  # angles: 3e-3 left the sample's pose MAE at 7.4 deg after 30 epochs, 1e-2 at 1.7 to 3.0 (three seeds)
-    if target == 'ctr':
-        dls = biwi_dls(path, size=size, presize=size, valid_person=valid_person, bs=bs, seed=seed, num_workers=_workers(workers))
-    else: dls = pose_dls(path, px=crop_px, size=size[0], valid_person=valid_person, bs=bs, seed=seed, num_workers=_workers(workers))
-    head = 'softargmax' if target == 'ctr' and not pretrained else 'pool'
-    kw = dict(head=head) if head == 'softargmax' else dict(ps=0.1) if target == 'angles' else {}
-    learn = _plain_log(main_first(keypoint_learner, dls, arch=arch, pretrained=pretrained, **kw))
-    if speedups and not is_distributed(): cuda_speedups(learn)
-    with train_ctx(learn):
-        if pretrained: learn.fine_tune(epochs, lr)
-        else: learn.fit_one_cycle(epochs, lr)
-        preds,targs = gather_preds(learn)
-    meta = dict(task='keypoint', target=target, arch=arch_name(arch), n_out=2 if target=='ctr' else 3, **preprocess_meta(dls),
-                valid_person=valid_person, **_builder(learn.model, stride=8))
-    if head == 'pool': meta['y_range'] = [-1.,1.]
-    if target == 'angles': meta.update(angle_scale=ANGLE_SCALE)
-    return learn, meta, preds, targs
-
-# %% ../nbs/07_cli.ipynb #17e72946
-def _images(files, skip_bad):
-    "The files that open as images; with `skip_bad`, the others are skipped and reported, else the first stops us."
-    ok,bad = [],[]
-    for f in files:
-        if Path(f).is_dir():
-            if not skip_bad: raise DatasetError(_folder_given(Path(f)))
-            bad.append(str(f)); continue
-        try: open_rgb(f); ok.append(Path(f))
-        except DatasetError as e:
-            if not skip_bad: raise DatasetError(f"{e} (or pass --skip-bad to skip unreadable images)") from None
-            bad.append(str(f))
-    if bad: print(f"skipped {len(bad)} unreadable image(s): {', '.join(bad[:5])}{' ...' if len(bad)>5 else ''}", file=sys.stderr)
-    if not ok: raise DatasetError("no readable images to work on")
-    return ok,bad
-
-def _folder_given(d):
-    "The message for a folder given where images are expected: the images in it, as a shell pattern."
-    exts = sorted({p.suffix.lower() for p in d.iterdir() if p.suffix.lower() in ('.jpg','.jpeg','.png','.bmp','.tif','.tiff','.webp')})
-    return f"{d} is a folder, not an image: pass the images in it, e.g. {', '.join(str(d/f'*{e}') for e in exts) or d/'*.jpg'}"
-
-_CHUNK = 256  # images per step of the progress bar
-
-def _outputs(model, meta, files, ctrs=None):
-    "`model_outputs` over `files` in chunks, with a progress bar on stderr when stderr is a terminal and there is more than one chunk."
-    steps = range(0, len(files), _CHUNK)
-    show = len(steps) > 1 and sys.stderr.isatty()
-    outs = []
-    with contextlib.redirect_stdout(sys.stderr) if show else contextlib.nullcontext():  # fastprogress writes to stdout
-        for i in (progress_bar(steps, leave=False) if show else steps):
-            outs.append(model_outputs(model, meta, files[i:i+_CHUNK], ctrs=None if ctrs is None else ctrs[i:i+_CHUNK]))
-    return torch.cat(outs)
-
-def _to_pixels(out, sizes):
-    "Points in [-1, 1] units ([n, 2], or [n, 1, 2]) as pixels of images of `sizes` ([n, 2], (w, h))."
-    return (out.view(len(sizes),-1,2)[:,0]+1)/2*sizes
-
-def _points(model, meta, files):
-    "A centre model's predicted head centres, [n, 2] in pixels of each original image."
-    return _to_pixels(_outputs(model, meta, files), _sizes(files))
-
-def _centre_model(centre_model):
-    "The centre model a head-pose model needs for new images, checked."
-    if centre_model is None: raise UserError("a head-pose model crops around the head centre: pass --centre-model with a centre model folder (mlr train keypoint --target ctr)")
-    model,meta = load_model(centre_model)
-    if meta.get('target') != 'ctr': raise ModelFolderError(f"{centre_model} is not a centre model (its target is {meta.get('target', meta['task'])!r}): pass a folder from mlr train keypoint --target ctr")
-    return model,meta
-
-# %% ../nbs/07_cli.ipynb #344384a5
-def predict_files(model_dir:str, files:list, skip_bad:bool=False, centre_model:str=None, coco:str=None)->list:
-    "Predict each image in `files` with the model in `model_dir`: a list of dicts (file, and labels, a point, angles, or named points)."
-    model,meta = load_model(model_dir)
-    if not files: raise DatasetError("no images given: pass one or more image files")
-    if meta['task'] == 'points': return predict_point_files(model, meta, _images(files, skip_bad)[0], coco=coco)
-    if coco: raise UserError("--coco writes key-point results: it is for points models (mlr train points)")
-    if meta.get('target') == 'angles': cmodel,cmeta = _centre_model(centre_model)
-    files,bad = _images(files, skip_bad)
-    ctrs = _points(cmodel, cmeta, files) if meta.get('target') == 'angles' else None
-    out = _outputs(model, meta, files, ctrs=ctrs)  # a head-pose model: the crops around `ctrs`
-    res = []
-    if meta['task'] == 'multilabel':
-        probs = out.sigmoid(); th = torch.tensor(meta['thresholds'])
-        for f,p in zip(files, probs):
-            res.append(dict(file=str(f), labels=[meta['vocab'][i] for i in torch.where(p > th)[0].tolist()],
-                            probs={v: round(float(q),4) for v,q in zip(meta['vocab'], p)}))
-    elif meta.get('target') == 'angles':
-        for f,c,a in zip(files, ctrs, out.view(-1,3)*meta['angle_scale']):
-            res.append(dict(file=str(f), x=round(float(c[0]),2), y=round(float(c[1]),2), yaw=round(float(a[0]),2), pitch=round(float(a[1]),2), roll=round(float(a[2]),2)))
-    else:
-        for f,(x,y) in zip(files, _to_pixels(out, _sizes(files))): res.append(dict(file=str(f), x=round(float(x),2), y=round(float(y),2)))
-    return res
-
-def _check_out_file(out):
-    "Stop before any work if `out` cannot be the file to write."
-    if out is not None and Path(out).is_dir(): raise UserError(f"{out} is a folder: --out names the file to write (e.g. {Path(out)/'predictions.json'})")
-
-def predict(model_dir:str,        # a model folder written by `mlr train`
-            images:list,          # image files to predict (one or more)
-            format:str='json',    # 'json' or 'csv'
-            out:str=None,         # write here instead of printing
-            skip_bad:bool=False,  # skip unreadable images (and say how many) instead of stopping
-            centre_model:str=None, # head-pose models: the centre model folder that finds the head to crop around
-            coco:str=None,        # points models: also write the predictions as COCO keypoint results to this file
-           ):
-    "Predict labels (multi-label model), the head centre in pixels (centre model) or the head's angles (head-pose model) for each image."
-    if format not in _CHOICES['format']: raise UserError(f"--format must be 'json' or 'csv', not {format!r}")
-    _check_out_file(out)
-    _check_out_file(coco)
-    res = predict_files(model_dir, images if isinstance(images, list) else [images], skip_bad, centre_model, coco)
-    if format == 'json': txt = json.dumps(res, indent=1)
-    else:
-        rows = [dict(r, labels=' '.join(r['labels']), probs=None) if 'labels' in r else r for r in res]
-        txt = pd.DataFrame(rows).drop(columns=['probs'], errors='ignore').to_csv(index=False)
-    if out: write_atomic(out, txt)
-    else: print(txt)
-    return res
-
-# %% ../nbs/07_cli.ipynb #0442abee
-def _map(scores, targs)->tuple:
-    "mAP over the classes with a positive in `targs` (None if none has one), and how many classes that is: said, not warned about."
-    ap = per_class_ap(scores, targs); ok = ~ap.isnan()
-    return (float(ap[ok].mean()) if ok.any() else None), int(ok.sum())
-
-def _held_out_f1(probs, targs)->dict:
-    "Micro F1 on one half of the rows with thresholds tuned on the other: one threshold, and one per class (`choose_thresholds`' evidence)."
-    if len(probs) < 2: return dict(single=None, per_class=None)
-    ev = choose_thresholds(probs, targs)['evidence']
-    return dict(single=ev['f1_single'], per_class=ev['f1_per_class'])
-
-def _tuning_rows(meta, path, csv)->bool:
-    "Whether the rows of `path/csv` scored include those the model's thresholds were tuned on (None: model.json does not say)."
-    tuned = meta.get('thresholds_tuned_on')
-    if not isinstance(tuned, dict): return None
-    return Path(tuned['data']) == Path(path).resolve() and tuned['csv'] == csv  # its is_valid rows, or all rows: both hold them
-
-# %% ../nbs/07_cli.ipynb #e090fd4d
-def evaluate_multilabel(model, meta, path, csv='train.csv', folder='train', all_rows=False, ignore_unknown=False, skip_bad=False, report=None):
-    "Scores of a multi-label `model` on the rows of `path/csv` and their images in `path/folder` (see `evaluate`)."
-    f = Path(path)/csv
-    if not f.exists(): raise DatasetError(f"{f} is missing: evaluation needs a CSV with fname,labels (and is_valid); pick it with --csv")
-    df = read_pascal_csv(f, split=False)  # the CSV checked as training checks it (00_datasets); is_valid optional here
-    rows = 'is_valid=True' if 'is_valid' in df.columns and not all_rows else 'all'
-    if rows != 'all': df = df[df['is_valid']]
-    if not len(df): raise DatasetError(f"{f} has no rows to evaluate (no is_valid=True rows? pass --all-rows)")
-    labels = [s.split() for s in df['labels']]; vocab = meta['vocab']; unknown = {}
-    for fn,ls in zip(df['fname'], labels):
-        for l in ls:
-            if l not in vocab: unknown.setdefault(l, fn)
-    if unknown and not ignore_unknown:
-        l,fn = next(iter(unknown.items()))
-        raise DatasetError(f"{f}: label {l!r} (first in {fn}) is not one the model knows ({len(vocab)} classes: {', '.join(vocab[:6])}, ...); "
-                           "retrain with it, or pass --ignore-unknown to leave such labels out")
-    files,bad = _images([Path(path)/folder/fn for fn in df['fname']], skip_bad)
-    keep = [Path(path)/folder/fn not in set(map(Path, bad)) for fn in df['fname']]
-    labels = [l for l,k in zip(labels, keep) if k]
-    targs = torch.zeros(len(files), len(vocab))
-    for i,ls in enumerate(labels):
-        for l in ls:
-            if l in vocab: targs[i, vocab.index(l)] = 1
-    logits = _outputs(model, meta, files); probs = logits.sigmoid()
-    th = torch.tensor(meta['thresholds']); f1 = f1_scores(probs, targs, th)
-    ap = per_class_ap(logits, targs)  # ranked on the logits: float32 sigmoids are all 1.0 above a logit of about 17, and would tie
-    mAP,scored = _map(logits, targs); tuning = _tuning_rows(meta, path, csv)
-    if report: multilabel_report(probs, targs, vocab, th, files, report)  # figures and their numbers (see 03_multilabel)
-    return dict(task='multilabel', csv=str(f), rows=rows, images=len(files), skipped=len(bad), unknown_labels=sorted(unknown),
-                mAP=mAP, mAP_classes=scored, classes_without_positives=[v for v,a in zip(vocab, ap) if math.isnan(float(a))],
-                accuracy_multi={str(t): float(accuracy_multi(probs, targs, thresh=t, sigmoid=False)) for t in (0.1, 0.2, 0.5, 0.99)},
-                f1_micro=f1['micro'], f1_macro=f1['macro'],
-                thresholds_tuned_on=meta.get('thresholds_tuned_on', 'not recorded in model.json'), f1_on_tuning_rows=tuning,
-                f1_note=('optimistic: the stored thresholds were tuned on these rows; f1_micro_held_out is the honest figure' if tuning
-                         else 'the stored thresholds, as mlr predict uses them' + ('' if tuning is False else ' (where they were tuned is not recorded)')),
-                f1_micro_held_out=_held_out_f1(probs, targs),
-                per_class={v: dict(ap=None if math.isnan(float(a)) else round(float(a),4), f1=None if math.isnan(float(x)) else round(float(x),4),
-                                   threshold=float(t), positives=int(targs[:,i].sum()))
-                           for i,(v,a,x,t) in enumerate(zip(vocab, ap, f1['per_class'], th))})
-
-# %% ../nbs/07_cli.ipynb #15bc01f1
-def _centre_errors(preds, targs, files):
-    "Predicted and true centres ([-1, 1] units) in pixels of each frame (its real size, from the header), and the RMSE in pixels."
-    sz = _sizes(files); pp,tt = _to_pixels(preds, sz),_to_pixels(targs, sz)
-    return pp, tt, float((pp-tt).norm(dim=1).pow(2).mean().sqrt())
-
-def evaluate_keypoint(model, meta, path, persons=None, skip_bad=False, centre_model=None, report=None):
-    "Scores of a key-point or head-pose `model` on the frames of `persons` in `path` (see `evaluate`)."
-    path = Path(path); check_biwi(path, images=False)
-    persons = PersonSplitter(persons or [meta.get('valid_person','13')]).valid  # `7` is the folder `07`
-    files = [f for p in persons for f in sorted((path/p).glob('frame_*_rgb.jpg'))]
-    if not files: raise DatasetError(f"no frames in {', '.join(str(path/p) for p in persons)}: pass --persons with existing person folders")
-    files,_ = _images(files, skip_bad)
-    if meta.get('target') == 'angles':
-        true_ctrs = torch.stack([get_ctr(f) for f in files]).float()
-        ctrs = true_ctrs if centre_model is None else _points(*_centre_model(centre_model), files)
-        pred = _outputs(model, meta, files, ctrs=ctrs).view(-1,3)*meta['angle_scale']
-        true = torch.tensor([list(pose_angles(f)) for f in files]).float()
-        err = (pred-true).abs()
-        res = dict(task='keypoint', target='angles', images=len(files), persons=persons,
-                   centres='true (pose files)' if centre_model is None else f'predicted ({centre_model})', mae_deg=float(err.mean()),
-                   mae_yaw=float(err[:,0].mean()), mae_pitch=float(err[:,1].mean()), mae_roll=float(err[:,2].mean()))
-        if centre_model is not None: res['centre_rmse_px'] = float((ctrs-true_ctrs).norm(dim=1).pow(2).mean().sqrt())
-        if report: keypoint_report(files, pred, true, report, target='angles', ctrs=true_ctrs)  # figures and their numbers (see 05_keypoint)
-        return res
-    if centre_model is not None: raise UserError("--centre-model is for head-pose (angles) models: this one finds the centre itself")
-    sizes = _sizes(files)  # from the headers: `_images` has decoded each file once already
-    pred = _to_pixels(_outputs(model, meta, files), sizes)
-    true = torch.stack([get_ctr(f) for f in files]).float()
-    d = (pred-true).norm(dim=1); per = pd.Series(d.numpy()).groupby([f.parent.name for f in files])
-    if report: keypoint_report(files, pred, true, report)
-    return dict(task='keypoint', target='ctr', images=len(files), persons=persons, rmse_px=float(d.pow(2).mean().sqrt()),
-                rmse_pct_width=float(d.pow(2).mean().sqrt()/sizes[:,0].mean()*100),
-                per_person={k: dict(frames=int(len(v)), rmse_px=round(float(np.sqrt((v**2).mean())),2)) for k,v in per})
 
 # %% ../nbs/07_cli.ipynb #95e23f21
 def evaluate(model_dir:str,          # a model folder written by `mlr train`
@@ -406,13 +72,6 @@ def evaluate(model_dir:str,          # a model folder written by `mlr train`
     if json_out: write_atomic(json_out, json.dumps(res, indent=1))
     return res
 
-def _shown(p)->str:
-    "The path `p` as a reader wants to see it: relative to the working folder, or under `~`, where it is."
-    p = Path(p).absolute()
-    for base,pre in ((Path.cwd(), ''), (Path.home(), '~/')):
-        if p.is_relative_to(base): return pre + str(p.relative_to(base))
-    return str(p)
-
 def _print_metrics(res):
     for k,v in res.items():
         if k == 'thresholds_tuned_on' and isinstance(v, dict): v = dict(v, data=_shown(v['data']))
@@ -422,6 +81,32 @@ def _print_metrics(res):
         elif k == 'per_point': print('per point, worst first:'); print(pd.DataFrame(v).T.to_string())
         elif isinstance(v, float): print(f'{k}: {v:.4f}')
         else: print(f'{k}: {v}')
+
+# %% ../nbs/07_cli.ipynb #a5ea537d
+def _check_out_file(out):
+    "Stop before any work if `out` cannot be the file to write."
+    if out is not None and Path(out).is_dir(): raise UserError(f"{out} is a folder: --out names the file to write (e.g. {Path(out)/'predictions.json'})")
+
+def predict(model_dir:str,        # a model folder written by `mlr train`
+            images:list,          # image files to predict (one or more)
+            format:str='json',    # 'json' or 'csv'
+            out:str=None,         # write here instead of printing
+            skip_bad:bool=False,  # skip unreadable images (and say how many) instead of stopping
+            centre_model:str=None, # head-pose models: the centre model folder that finds the head to crop around
+            coco:str=None,        # points models: also write the predictions as COCO keypoint results to this file
+           ):
+    "Predict labels (multi-label model), the head centre in pixels (centre model) or the head's angles (head-pose model) for each image."
+    if format not in _CHOICES['format']: raise UserError(f"--format must be 'json' or 'csv', not {format!r}")
+    _check_out_file(out)
+    _check_out_file(coco)
+    res = predict_files(model_dir, images if isinstance(images, list) else [images], skip_bad, centre_model, coco)
+    if format == 'json': txt = json.dumps(res, indent=1)
+    else:
+        rows = [dict(r, labels=' '.join(r['labels']), probs=None) if 'labels' in r else r for r in res]
+        txt = pd.DataFrame(rows).drop(columns=['probs'], errors='ignore').to_csv(index=False)
+    if out: write_atomic(out, txt)
+    else: print(txt)
+    return res
 
 # %% ../nbs/07_cli.ipynb #6b26a5c9
 _DEFAULT_OUT = dict(multilabel='models/multilabel', ctr='models/keypoint', angles='models/pose', points='models/points')
@@ -477,106 +162,6 @@ def train(task:str,                 # 'multilabel' (pascal_2007 layout), 'keypoi
         _say(f"trained in {secs:.0f} s; valid angle MAE {float((probs-targs).abs().mean()*ANGLE_SCALE):.2f} deg; saved {out}")
     distrib_teardown()
     return learn, meta
-
-# %% ../nbs/07_cli.ipynb #32e55814
-def _plot_sweep(probs, targs, f):
-    import matplotlib; matplotlib.use('Agg', force=False); import matplotlib.pyplot as plt
-    xs = torch.linspace(0.05,0.95,29)
-    fig,ax = plt.subplots(figsize=(5,3.5))
-    ax.plot(xs, threshold_sweep(probs, targs, xs, metric='accuracy'), label='accuracy_multi')
-    ax.plot(xs, threshold_sweep(probs, targs, xs, metric='f1'), label='micro F1')
-    ax.set_xlabel('threshold'); ax.legend(); ax.set_title('validation, by threshold')
-    fig.tight_layout(); fig.savefig(f); plt.close(fig)
-
-def _plot_pr(probs, targs, vocab, f):
-    import matplotlib.pyplot as plt
-    from sklearn.metrics import precision_recall_curve
-    fig,ax = plt.subplots(figsize=(6,5))
-    for i,v in enumerate(vocab):
-        if targs[:,i].sum() == 0: continue
-        p,r,_ = precision_recall_curve(targs[:,i].numpy(), probs[:,i].numpy()); ax.plot(r, p, lw=1, label=v)
-    ax.set_xlabel('recall'); ax.set_ylabel('precision'); ax.legend(fontsize=6, ncol=2); ax.set_title('precision-recall per class')
-    fig.tight_layout(); fig.savefig(f); plt.close(fig)
-
-def _plot_points(files, pred, true, f):
-    import matplotlib.pyplot as plt
-    n = min(6, len(files)); fig,axs = plt.subplots(2, 3, figsize=(9,5))
-    for ax,i in zip(axs.flat, np.linspace(0, len(files)-1, n).astype(int)):
-        ax.imshow(open_rgb(files[i])); ax.scatter(*true[i], c='lime', marker='+', s=150, label='true')
-        ax.scatter(*pred[i], c='red', marker='x', s=80, label='predicted'); ax.set_title(files[i].name, fontsize=8); ax.axis('off')
-    axs.flat[0].legend(fontsize=7); fig.tight_layout(); fig.savefig(f); plt.close(fig)
-
-# %% ../nbs/07_cli.ipynb #0b6d4f60
-_REPORT_MARKER = '.mlr-report'
-
-def _is_report(d:Path)->bool:
-    "Was the folder `d` written by `mlr chapter` (its marker, or, from older versions, its metrics.json)?"
-    return (Path(d)/_REPORT_MARKER).is_file() or (Path(d)/'metrics.json').is_file()
-
-def chapter(data:str='sample',      # 'sample' (generated offline) or 'full' (the real downloads, the book's recipes)
-            report:str='report',    # the report folder to write
-            ml_epochs:int=None,     # multi-label epochs (default: 28 sample, 3 after 4 frozen on full data)
-            kp_epochs:int=None,     # key-point (centre) epochs (default: 4 sample, 3 full)
-            pose_epochs:int=None,   # head-pose (angles) epochs (default: 30 sample, 5 full)
-            force:bool=True,        # replace a report folder an earlier run wrote (never a folder holding other files)
-           ):
-    "Run the chapter end to end and write a report folder: key figures, plots, metrics.json, model folders."
-    if data not in _CHOICES['data']: raise UserError(f"--data must be 'sample' or 'full', not {data!r}")
-    full = data == 'full'; rep = Path(report); m = {}
-    check_dest(rep, _is_report, force, '--force')  # before any work: replace an earlier report, never another folder
-    on_main(write_atomic, rep/_REPORT_MARKER, 'a report folder written by mlr chapter\n')
-    t0 = time.time()
-    _say(f"[1/4] datasets ({data})")
-    pascal, biwi = main_first(get_pascal, data), main_first(get_biwi, data)  # made or downloaded once per machine
-    _say(f"  PASCAL: {_shown(pascal)}\n  BIWI:   {_shown(biwi)}")
-    _say("[2/4] multi-label classification (PASCAL)")
-    t1 = time.time()
-    if full: learn,meta,probs,targs = train_multilabel(pascal, 'resnet50', 128, 3 if ml_epochs is None else ml_epochs, 3e-3, 64, True)
-    else:    learn,meta,probs,targs = train_multilabel(pascal, 'xresnet_small', 128, 28 if ml_epochs is None else ml_epochs, 1e-2, 32, False)
-    m['multilabel'] = dict(
-        valid_images=len(probs), train_seconds=round(time.time()-t1, 1),
-        accuracy_multi={str(t): round(float(accuracy_multi(probs, targs, thresh=t, sigmoid=False)),4) for t in (0.1, 0.2, 0.5, 0.99)},
-        mAP=round(_map(probs, targs)[0],4),
-        best_threshold=meta['threshold'], thresholds=dict(zip(meta['vocab'], meta['thresholds'])), threshold_choice=meta['threshold_choice'],
-        f1_micro_half_b=_held_out_f1(probs, targs))
-    on_main(save_model, learn.model, rep/'models'/'multilabel', meta, force=True)
-    on_main(_plot_sweep, probs, targs, rep/'threshold_sweep.png'); on_main(_plot_pr, probs, targs, meta['vocab'], rep/'pr_curves.png')
-    on_main(multilabel_report, probs, targs, meta['vocab'], meta['thresholds'], [pascal/'train'/r.fname for r in learn.dls.valid.items], rep/'interpretation')
-    ml = m['multilabel']
-    _say(f"  accuracy_multi at 0.2 (the book's): {ml['accuracy_multi']['0.2']:.4f}, at 0.1: {ml['accuracy_multi']['0.1']:.4f}, at 0.99: {ml['accuracy_multi']['0.99']:.4f}")
-    _say(f"  mAP {ml['mAP']:.4f}; best single threshold {ml['best_threshold']:.2f}; micro F1 on held-out half: single {ml['f1_micro_half_b']['single']:.4f}, per-class {ml['f1_micro_half_b']['per_class']:.4f}; chosen: {meta['threshold_choice']['kind']}")
-    _say("[3/4] key points (BIWI): the head centre")
-    t1 = time.time()
-    if full: learn,meta,preds,targs = train_keypoint(biwi, 'ctr', 'resnet18', (240,320), 3 if kp_epochs is None else kp_epochs, 1e-2, 64, True)
-    else:    learn,meta,preds,targs = train_keypoint(biwi, 'ctr', 'xresnet_small', (96,128), 4 if kp_epochs is None else kp_epochs, 3e-3, 32, False)
-    secs = time.time()-t1
-    on_main(save_model, learn.model, rep/'models'/'keypoint', meta, force=True)
-    files = list(learn.dls.valid.items)
-    pp,tt,rmse = _centre_errors(preds, targs, files)
-    m['keypoint'] = dict(valid_person=meta['valid_person'], valid_images=len(files), train_seconds=round(secs,1),
-                         rmse_px=round(rmse,2), rmse_pct_width=round(rmse/float(_sizes(files)[:,0].mean())*100,2),
-                         mse_unit=round(float((preds-targs).pow(2).mean()),6))
-    on_main(_plot_points, files, pp, tt, rep/'keypoints.png'); on_main(keypoint_report, files, pp, tt, rep/'interpretation')
-    _say(f"  centre RMSE on person {meta['valid_person']}: {rmse:.2f} px ({m['keypoint']['rmse_pct_width']:.2f}% of the width)")
-    _say("[4/4] head pose angles (BIWI)")
-    t1 = time.time()
-    if full: learn,meta,preds,targs = train_keypoint(biwi, 'angles', 'resnet18', (112,112), 5 if pose_epochs is None else pose_epochs, 3e-3, 64, True, crop_px=200)
-    else:    learn,meta,preds,targs = train_keypoint(biwi, 'angles', 'xresnet_small', (64,64), 30 if pose_epochs is None else pose_epochs, 1e-2, 32, False, crop_px=160)
-    secs = time.time()-t1
-    on_main(save_model, learn.model, rep/'models'/'pose', meta, force=True)
-    e = (preds.view(-1,3)-targs.view(-1,3)).abs()*ANGLE_SCALE
-    assert list(learn.dls.valid.items) == files  # the same frames, in the same order, as the centre model's
-    chained = (predict_angles(learn, files, ctrs=pp) - targs.view(-1,3)*ANGLE_SCALE).abs()  # the true angles: no pose file read again
-    m['pose'] = dict(valid_person=meta['valid_person'], train_seconds=round(secs,1), crop_px=meta['crop_px'], mae_deg=round(float(e.mean()),2),
-                     mae_yaw=round(float(e[:,0].mean()),2), mae_pitch=round(float(e[:,1].mean()),2), mae_roll=round(float(e[:,2].mean()),2),
-                     mae_deg_predicted_centres=round(float(chained.mean()),2))
-    on_main(keypoint_report, files, preds.view(-1,3)*ANGLE_SCALE, targs.view(-1,3)*ANGLE_SCALE, rep/'interpretation', target='angles', ctrs=tt)
-    _say(f"  pose MAE on person {meta['valid_person']}, crops around the true centres: {m['pose']['mae_deg']:.2f} deg (yaw {m['pose']['mae_yaw']:.2f}, pitch {m['pose']['mae_pitch']:.2f}, roll {m['pose']['mae_roll']:.2f})")
-    _say(f"  around the centres the centre model predicted: {m['pose']['mae_deg_predicted_centres']:.2f} deg")
-    m['data'] = dict(source=data, pascal=str(pascal), biwi=str(biwi)); m['seconds'] = round(time.time()-t0,1)
-    on_main(write_atomic, rep/'metrics.json', json.dumps(m, indent=1))
-    _say(f"report: {_shown(rep)} (metrics.json, threshold_sweep.png, pr_curves.png, keypoints.png, interpretation/, models/) in {m['seconds']:.0f} s")
-    return m
 
 # %% ../nbs/07_cli.ipynb #badd04ab
 _COMMANDS = dict(chapter=chapter, sample=sample, train=train, evaluate=evaluate, predict=predict, cache=cache_command)  # `mlr cache`: appendix C's `cache_command`

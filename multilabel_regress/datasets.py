@@ -4,336 +4,27 @@
 
 # %% ../nbs/00_datasets.ipynb #6071786e
 from __future__ import annotations
-import os, json, shutil, tempfile, math, errno, time, secrets
-from contextlib import contextmanager
+import os
 from pathlib import Path
 import numpy as np, pandas as pd
-from PIL import Image, ImageDraw
-from . import __version__
+from PIL import Image
+from .files import *
+from .files import _cached
+from .samples import *
 
 # %% auto #0
-__all__ = ['VOC_CLASSES', 'VOC_FREQS', 'PASCAL_SIZES', 'SAMPLE_MARKER', 'RGB_CAL', 'DEPTH_CAL', 'BIWI_K', 'pascal_style',
-           'UserError', 'DatasetError', 'ModelFolderError', 'FolderExistsError', 'data_dir', 'atomic_file',
-           'write_atomic', 'atomic_dir', 'sample_marker', 'is_sample', 'check_dest', 'make_pascal_sample', 'get_pascal',
-           'rotation_from_angles', 'pose_text', 'make_biwi_sample', 'get_biwi', 'check_image', 'read_pascal_csv',
-           'check_pascal', 'read_pose_file', 'read_cal_file', 'check_biwi', 'resolve_source']
+__all__ = ['get_pascal', 'get_biwi', 'check_image', 'read_pascal_csv', 'check_pascal', 'read_pose_file', 'read_cal_file',
+           'check_biwi', 'resolve_source', 'VOC_CLASSES', 'VOC_FREQS', 'PASCAL_SIZES', 'SAMPLE_MARKER', 'data_dir',
+           'RGB_CAL', 'DEPTH_CAL', 'BIWI_K', 'pascal_style', 'UserError', 'DatasetError', 'ModelFolderError',
+           'FolderExistsError', 'atomic_file', 'write_atomic', 'atomic_dir', 'sample_marker', 'is_sample', 'check_dest',
+           'make_pascal_sample', 'rotation_from_angles', 'pose_text', 'make_biwi_sample']
 
-# %% ../nbs/00_datasets.ipynb #b51daeb4
-VOC_CLASSES = ('aeroplane bicycle bird boat bottle bus car cat chair cow diningtable dog horse '
-               'motorbike person pottedplant sheep sofa train tvmonitor').split()
-VOC_FREQS = dict(aeroplane=238, bicycle=243, bird=330, boat=181, bottle=244, bus=186, car=713, cat=337,
-                 chair=445, cow=141, diningtable=200, dog=421, horse=287, motorbike=245, person=2008,
-                 pottedplant=245, sheep=96, sofa=229, train=261, tvmonitor=256)
-PASCAL_SIZES = ((500,375),(375,500),(500,333),(333,500),(500,400))  # (width, height), as in VOC
-_SIZE_P = (0.55,0.2,0.15,0.05,0.05)
-
-# %% ../nbs/00_datasets.ipynb #e4d7fc7e
-_SHAPES = ('circle','square','triangle','star','cross','ring','diamond','hexagon','bars','crescent')
-_COLOURS = ((230,25,75),(60,180,75),(255,225,25),(0,130,200),(245,130,48),(145,30,180),(70,240,240),
-            (240,50,230),(210,245,60),(250,190,212),(0,128,128),(220,190,255),(170,110,40),(255,250,200),
-            (128,0,0),(170,255,195),(128,128,0),(0,0,128),(20,20,20),(245,245,245))
-
-def pascal_style(c:str, # a VOC class name
-                )->dict: # its `shape`, `colour` (RGB) and whether it is `striped`
-    "The shape, colour and texture that stand for VOC class `c` in the sample."
-    i = VOC_CLASSES.index(c)
-    return dict(shape=_SHAPES[i%10], colour=_COLOURS[i], striped=i>=10)
-
-# %% ../nbs/00_datasets.ipynb #5818bbbe
-def _turn(pts, a, cx=0., cy=0.):
-    ca,sa = math.cos(a),math.sin(a)
-    return [(cx+x*ca-y*sa, cy+x*sa+y*ca) for x,y in pts]
-
-def _ngon(n, inner=None):
-    k = 2 if inner else 1
-    rs = [1 if inner is None or j%2==0 else inner for j in range(n*k)]
-    return [(r*math.cos(t), r*math.sin(t)) for r,t in zip(rs, np.arange(n*k)*2*math.pi/(n*k))]
-
-_POLYS = dict(square=[(.75,.75),(-.75,.75),(-.75,-.75),(.75,-.75)], triangle=_ngon(3), hexagon=_ngon(6),
-              diamond=[(1,0),(0,.55),(-1,0),(0,-.55)], star=_ngon(5, 0.42),
-              cross=[(.33,1),(-.33,1),(-.33,.33),(-1,.33),(-1,-.33),(-.33,-.33),(-.33,-1),(.33,-1),(.33,-.33),
-                     (1,-.33),(1,.33),(.33,.33)])
-
-def _shape_mask(shape, r, a):
-    "An 'L' mask of side 2r+1 with `shape` of radius `r`, turned by `a`, at its centre."
-    s = 2*r+1; m = Image.new('L', (s,s), 0); d = ImageDraw.Draw(m)
-    if shape in ('circle','ring','crescent'): d.ellipse([0,0,s-1,s-1], fill=255)
-    if shape=='ring': q = r//2; d.ellipse([r-q,r-q,r+q,r+q], fill=0)
-    if shape=='crescent':
-        ox,oy = r*.6*math.cos(a), r*.6*math.sin(a); d.ellipse([ox,oy,ox+s-1,oy+s-1], fill=0)
-    if shape=='bars':
-        bar = [(.95,.17),(-.95,.17),(-.95,-.17),(.95,-.17)]
-        for k in (-.62,0,.62):
-            c = _turn([(0,k*r)], a)[0]
-            d.polygon(_turn([(r*x,r*y) for x,y in bar], a, r+c[0], r+c[1]), fill=255)
-    if shape in _POLYS: d.polygon(_turn([(r*x,r*y) for x,y in _POLYS[shape]], a, r, r), fill=255)
-    return m
-
-def _background(rng, w, h):
-    "A muted gradient with noise and a few dull blobs, like an out-of-focus scene."
-    g = rng.uniform(60, 190, 2); tint = rng.uniform(-25, 25, (2,3))
-    c0,c1 = g[0]+tint[0], g[1]+tint[1]
-    t = np.linspace(0, 1, h)[:,None,None] if rng.random()<.5 else np.linspace(0, 1, w)[None,:,None]
-    im = c0 + (c1-c0)*t + np.zeros((h,w,3))
-    im = im + rng.normal(0, 6, (h,w,3))
-    img = Image.fromarray(np.clip(im, 0, 255).astype(np.uint8))
-    d = ImageDraw.Draw(img)
-    for _ in range(rng.integers(2, 6)):
-        x0,y0 = rng.uniform(0,w), rng.uniform(0,h); bw,bh = rng.uniform(20,w/2), rng.uniform(20,h/2)
-        col = tuple(int(v) for v in np.clip(rng.uniform(60,190)+rng.uniform(-20,20,3), 0, 255))
-        (d.ellipse if rng.random()<.5 else d.rectangle)([x0,y0,x0+bw,y0+bh], fill=col)
-    return img
-
-# %% ../nbs/00_datasets.ipynb #af7b80eb
-def _draw_pascal(rng, classes, size):
-    "Draw one image holding `classes`; return it and its boxes as (class, x, y, w, h)."
-    w,h = size; img = _background(rng, w, h); s = min(w,h); boxes = []
-    insts = [c for c in classes for _ in range(rng.choice([1,2,3], p=[.6,.3,.1]))]
-    insts = [insts[i] for i in rng.permutation(len(insts))][:5]
-    for c in insts:
-        st = pascal_style(c)
-        r = int(s*rng.uniform(.10, .20)); a = rng.uniform(0, 2*math.pi)
-        cx = int(rng.uniform((w-s)/2+r, (w+s)/2-r)); cy = int(rng.uniform((h-s)/2+r, (h+s)/2-r))
-        col = np.clip(np.array(st['colour'])+rng.integers(-12, 13, 3), 0, 255)
-        fill = Image.new('RGB', (2*r+1,2*r+1), tuple(int(v) for v in col))
-        if st['striped']:
-            fd = ImageDraw.Draw(fill); dark = tuple(int(v*.5) for v in col); p = max(4, r//3)
-            for k in range(-2*r, 2*r, p): fd.line([(k,0),(k+2*r,2*r)], fill=dark, width=max(2,p//2))
-        img.paste(fill, (cx-r,cy-r), _shape_mask(st['shape'], r, a))
-        boxes.append((c, cx-r, cy-r, 2*r+1, 2*r+1))
-    return img, boxes
-
-def _pick_classes(rng):
-    p = np.array([VOC_FREQS[c] for c in VOC_CLASSES], float)
-    k = rng.choice([1,2,3], p=[.62,.28,.10])
-    return [str(c) for c in rng.choice(VOC_CLASSES, k, replace=False, p=p/p.sum())]
-
-# %% ../nbs/00_datasets.ipynb #26f565af
-def _coco(rows, boxes):
-    "A COCO-style annotation dict (as in the archive's `train.json`) for `rows` of (id, fname, w, h)."
-    cats = [dict(supercategory='none', id=i+1, name=c) for i,c in enumerate(VOC_CLASSES)]
-    imgs,anns = [],[]
-    for (iid,fn,w,h),bs in zip(rows, boxes):
-        imgs.append(dict(file_name=fn, height=h, width=w, id=iid))
-        for c,x,y,bw,bh in bs:
-            anns.append(dict(area=bw*bh, iscrowd=0, image_id=iid, bbox=[x,y,bw,bh], category_id=VOC_CLASSES.index(c)+1,
-                             id=len(anns)+1, ignore=0, segmentation=[]))
-    return dict(images=imgs, type='instances', annotations=anns, categories=cats)
-
-# %% ../nbs/00_datasets.ipynb #57c39e1c
-class UserError(ValueError):
-    "A mistake in what the user gave (a folder, a file, an option); the message names it and the fix."
-
-class DatasetError(UserError):
-    "A dataset folder that does not match the expected layout; the message names the file and the fix."
-
-class ModelFolderError(UserError):
-    "A model folder that is missing, damaged or not a model folder; the message names the file and the fix."
-
-class FolderExistsError(UserError, FileExistsError):
-    "A destination that already holds something: replaced only when asked, and only if this package made it."
-
-# %% ../nbs/00_datasets.ipynb #7d60e15c
-def data_dir()->Path:
-    "Where generated samples are cached: `$MULTILABEL_REGRESS_DATA` or `~/.cache/multilabel_regress`."
-    return Path(os.environ.get('MULTILABEL_REGRESS_DATA', Path.home()/'.cache'/'multilabel_regress'))
-
-def _umask(): um = os.umask(0); os.umask(um); return um
-
-def _fsync(p):
-    "Flush the file or folder `p` to disk."
-    fd = os.open(p, os.O_RDONLY)
-    try: os.fsync(fd)
-    finally: os.close(fd)
-
-# %% ../nbs/00_datasets.ipynb #0ca57a31
-@contextmanager
-def atomic_file(dest:Path, # the file to write
-               ):          # yields the temporary path to write to
-    "Write `dest` through a temporary file beside it, renamed into place on success and removed on any failure."
-    dest = Path(dest)
-    if dest.is_dir(): raise UserError(f"{dest} is a folder: name a file to write, e.g. {dest/'out.json'}")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd,tmp = tempfile.mkstemp(prefix=f'.{dest.name}.', suffix='.tmp', dir=dest.parent); os.close(fd); tmp = Path(tmp)
-    try:
-        yield tmp
-        os.chmod(tmp, 0o666 & ~_umask()); _fsync(tmp)
-        os.replace(tmp, dest); _fsync(dest.parent)
-    except BaseException:
-        tmp.unlink(missing_ok=True); raise
-
-def write_atomic(dest:Path,  # the file to write
-                 data,       # its content: `str` (UTF-8) or `bytes`
-                )->Path:
-    "Write `data` to `dest` atomically: readers see the old file or the new one, never part of it."
-    with atomic_file(dest) as tmp:
-        if isinstance(data, str): tmp.write_text(data, encoding='utf-8')
-        else: tmp.write_bytes(data)
-    return Path(dest)
-
-# %% ../nbs/00_datasets.ipynb #90c9213b
-def _syncfs(d):
-    "Flush the whole file system holding `d` in one call (Linux `syncfs`: 0.2 s where 1460 `fsync`s take 6); False where there is none."
-    try: import ctypes; syncfs = ctypes.CDLL(None, use_errno=True).syncfs
-    except (OSError, AttributeError): return False
-    fd = os.open(d, os.O_RDONLY)
-    try: return syncfs(fd) == 0
-    finally: os.close(fd)
-
-def _settle(d):
-    "Give everything under `d` the permissions the umask gives new files and folders, and flush it all to disk."
-    um = _umask(); paths = []
-    for root,dirs,files in os.walk(d, topdown=False):
-        for f in files: f = os.path.join(root, f); os.chmod(f, 0o666 & ~um); paths.append(f)
-        os.chmod(root, 0o777 & ~um); paths.append(root)
-    if not _syncfs(d):
-        for p in paths: _fsync(p)
-
-def _swap(tmp, dest):
-    "Put the folder `tmp` at `dest` in place of the folder there; if that fails, put the old one back."
-    old = Path(tempfile.mkdtemp(prefix=f'.{dest.name}.old.', dir=dest.parent))
-    os.replace(dest, old/dest.name)
-    try: os.replace(tmp, dest)
-    except BaseException: os.replace(old/dest.name, dest); os.rmdir(old); raise
-    shutil.rmtree(old)
-
-# %% ../nbs/00_datasets.ipynb #80aefa24
-def atomic_dir(dest:Path,      # the folder to create
-               make,           # `make(tmp)` fills the (temporary) folder `tmp`
-               replace=False,  # False: never replace a non-empty `dest`; True: replace it; a function: replace it if `replace(dest)`
-               hint:str='force=True (--force)', # how the user asks to replace, for the message
-              )->Path:         # `dest`
-    "Build a folder with `make(tmp)` in a temporary sibling and rename it to `dest`; on any failure nothing changes."
-    dest = Path(dest); ours = replace if callable(replace) else lambda d: True
-    check_dest(dest, ours, bool(replace), hint)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f'.{dest.name}.', suffix='.tmp', dir=dest.parent))
-    try:
-        make(tmp); _settle(tmp)
-        if replace and check_dest(dest, ours, True) == 'replace': _swap(tmp, dest)
-        else:
-            try: os.rename(tmp, dest)  # only over nothing or an empty folder
-            except OSError as e:
-                if e.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR): raise
-                raise FolderExistsError(f"{dest} was created by someone else while this one was being made: use it, or choose another folder") from None
-        _fsync(dest.parent)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True); raise
-    return dest
-
-# %% ../nbs/00_datasets.ipynb #b74f77e9
-SAMPLE_MARKER = '.multilabel_regress_sample.json'
-
-def sample_marker(d:Path, # a sample folder, e.g. `.../pascal_2007`
-                 )->Path: # its marker file, beside it: `.../.pascal_2007.multilabel_regress_sample.json`
-    "The marker file that says the folder `d` is a generated sample; it sits in `d`'s parent, so `d` holds only the dataset."
-    d = Path(d); return d.parent/f'.{d.name}{SAMPLE_MARKER}'
-
-def _stamp(d):
-    "Give the folder `d` a modification time of its own (now, to a random nanosecond); return what its marker records."
-    ns = time.time_ns()//10**6*10**6 + secrets.randbelow(10**6)
-    os.utime(d, ns=(ns, ns)); st = os.stat(d)
-    return dict(inode=st.st_ino, mtime_ns=st.st_mtime_ns)
-
-def _marks(f, d):
-    "Does the marker file `f` describe the folder `d`: the same inode and modification time, not a folder made later at its name?"
-    try: return json.loads(f.read_text()).get('stamp') == _stamp_of(d)
-    except (OSError, ValueError, AttributeError): return False
-
-def _stamp_of(d): st = os.stat(d); return dict(inode=st.st_ino, mtime_ns=st.st_mtime_ns)
-
-def is_sample(d:Path)->bool:
-    "Was the folder `d` generated by this package (`make_pascal_sample`, `make_biwi_sample`)?"
-    d = Path(d)  # older versions put the marker inside the folder, and before that made samples only in the cache
-    return _marks(sample_marker(d), d) or (d/SAMPLE_MARKER).is_file() or d.parent == data_dir()/'samples'
-
-def _holds(d):
-    names = sorted(os.listdir(d))
-    return names[0] + (f" and {len(names)-1} more file{'s'*(len(names)>2)}" if len(names) > 1 else '')
-
-# %% ../nbs/00_datasets.ipynb #a3eea5f9
-def check_dest(dest:Path,    # the folder about to be written
-               ours,         # `ours(dest)`: whether an existing folder is one this package made
-               force:bool=False, # the user asked to replace it
-               hint:str='force=True (--force)', # how to ask, for the message
-              )->str:        # 'new' (absent or empty) or 'replace' (ours, and `force`)
-    "Whether `dest` may be written: absent or empty, or made by this package and `force`; otherwise an error saying what it holds."
-    dest = Path(dest)
-    if not os.path.lexists(dest) or (dest.is_dir() and not os.listdir(dest)): return 'new'
-    if not dest.is_dir(): raise FolderExistsError(f"{dest} is a file, not a folder: choose another folder")
-    if not force: raise FolderExistsError(f"{dest} already exists: pass {hint} to replace it, or choose another folder")
-    if not ours(dest): raise FolderExistsError(f"{dest} holds {_holds(dest)}, which multilabel_regress did not make: choose another folder or delete it yourself")
-    return 'replace'
-
-# %% ../nbs/00_datasets.ipynb #f54d0ee3
-def _pascal_item(dest, seed, iid, split, with_mask):
-    "Draw and write image `iid`; return its record. Each image has its own random stream, so any order (or process) gives the same file."
-    r = np.random.default_rng([seed, int(iid)])
-    size = PASCAL_SIZES[r.choice(len(PASCAL_SIZES), p=_SIZE_P)]
-    classes = _pick_classes(r)
-    img,boxes = _draw_pascal(r, classes, size)
-    fn = f'{iid:06d}.jpg'
-    img.save(dest/split/fn, quality=90)
-    if with_mask:  # like the archive, some images have class masks
-        m = Image.new('P', size, 0); m.putpalette([0,0,0] + [v for c in _COLOURS for v in c] + [224,224,192]*235)
-        d = ImageDraw.Draw(m)
-        for c,x,y,w,h in boxes: d.rectangle([x,y,x+w-1,y+h-1], fill=VOC_CLASSES.index(c)+1)
-        m.save(dest/'segmentation'/fn.replace('.jpg','.png'))
-    return (int(iid), fn, *size, classes, boxes, bool(r.random() < .5))
-
-def _write_pascal(dest, n_images, n_test, seed, n_jobs=1):
-    rng = np.random.default_rng(seed)
-    ids = 5 + np.concatenate([[0], np.cumsum(rng.integers(1, 4, n_images+n_test-1))])
-    is_test = np.zeros(len(ids), bool); is_test[rng.choice(len(ids), n_test, replace=False)] = True
-    for d in ('train','test','segmentation'): (dest/d).mkdir()
-    args = [(dest, seed, iid, 'test' if t else 'train', i % 10 == 0) for i,(iid,t) in enumerate(zip(ids, is_test))]
-    if n_jobs > 1:
-        from concurrent.futures import ProcessPoolExecutor
-        with ProcessPoolExecutor(n_jobs) as ex: out = list(ex.map(_pascal_item, *zip(*args), chunksize=32))
-    else: out = [_pascal_item(*a) for a in args]
-    tr = [o for o,t in zip(out, is_test) if not t]; te = [o for o,t in zip(out, is_test) if t]
-    pd.DataFrame(dict(fname=[o[1] for o in tr], labels=[' '.join(o[4]) for o in tr],
-                      is_valid=[o[6] for o in tr])).to_csv(dest/'train.csv', index=False)
-    pd.DataFrame(dict(fname=[o[1] for o in te], labels=[' '.join(o[4]) for o in te])).to_csv(dest/'test.csv', index=False)
-    for name,rs in (('train',[o for o in tr if not o[6]]), ('valid',[o for o in tr if o[6]]), ('test',te)):
-        (dest/f'{name}.json').write_text(json.dumps(_coco([o[:4] for o in rs], [o[5] for o in rs])))
-
-def _make_sample(dest, what, args, overwrite, write):
-    "Generate a sample with `write(tmp)` into `dest` in one step, then its marker beside it; `overwrite` replaces only a sample."
-    d = atomic_dir(dest, write, replace=overwrite and is_sample, hint='overwrite=True (--force)')
-    # the marker names the new folder (inode, mtime): until it is written, an old marker names the old folder and counts for nothing
-    write_atomic(sample_marker(d), json.dumps(dict(what=what, version=__version__, **args, stamp=_stamp(d))))
-    return d
-
-def make_pascal_sample(dest:Path,         # the folder to create (like `~/.fastai/data/pascal_2007`)
-                       n_images:int=1200, # rows of `train.csv` (train + valid)
-                       n_test:int=120,    # images in `test/` and `test.csv`
-                       seed:int=0,        # the same seed gives byte-identical files
-                       overwrite:bool=False, # replace `dest` if it is a sample (never other folders)
-                       n_jobs:int=1,        # processes drawing images (the files are the same whatever the number)
-                      )->Path:
-    "Generate a look-alike of fastai's `pascal_2007` folder at `dest`: same files, columns and classes."
-    return _make_sample(dest, 'pascal_2007', dict(n_images=n_images, n_test=n_test, seed=seed), overwrite,
-                        lambda tmp: _write_pascal(tmp, n_images, n_test, seed, n_jobs))
+# %% ../nbs/00_datasets.ipynb #daec9e3e
+_all_ = ['VOC_CLASSES', 'VOC_FREQS', 'PASCAL_SIZES', 'SAMPLE_MARKER', 'data_dir', 'RGB_CAL', 'DEPTH_CAL', 'BIWI_K', 'pascal_style', 'UserError', 'DatasetError',
+         'ModelFolderError', 'FolderExistsError', 'atomic_file', 'write_atomic', 'atomic_dir', 'sample_marker', 'is_sample', 'check_dest',
+         'make_pascal_sample', 'rotation_from_angles', 'pose_text', 'make_biwi_sample']  # defined in `files` and `samples` (appendices E and G), exported here as before
 
 # %% ../nbs/00_datasets.ipynb #db3d6412
-def _marker_out(d):
-    "Move the marker an older version put inside the sample `d` beside it, so `d` holds what the archive holds."
-    f = d/SAMPLE_MARKER
-    if not f.is_file(): return
-    try:
-        m = json.loads(f.read_text()); f.unlink()
-        write_atomic(sample_marker(d), json.dumps(dict(m, stamp=_stamp(d))))
-    except (OSError, ValueError): pass  # another process moved it first, or it is unreadable: it stays, and still counts
-
-def _cached(dest, make):
-    "The sample at `dest`, made by `make(dest)` if missing; if another process finishes it first, theirs is used."
-    if dest.is_dir() and os.listdir(dest): _marker_out(dest); return dest
-    try: return make(dest)
-    except FolderExistsError:
-        if dest.is_dir(): return dest
-        raise
-
 def _download(name, untar=None):
     "fastai's archive `URLs.<name>`, downloaded and unpacked once by `untar_data`; a failed download is one clear error."
     from fastai.data.external import untar_data, URLs
@@ -343,160 +34,25 @@ def _download(name, untar=None):
         raise DatasetError(f"downloading {url} failed ({type(e).__name__}: {e}): check the internet connection and retry, "
                            f"or use the sample generated offline (source='sample', mlr ... --data sample)") from None
 
+def _get(source, archive, folder, which, make, kwargs):
+    "The dataset `folder`: fastai's `archive` for `'full'`, the sample `make` generates (once, then reused) for `'sample'`, else the folder `source`, checked."
+    if source == 'full': return _download(archive)
+    if source != 'sample': return resolve_source(source, which)  # a folder that holds the real layout
+    name = folder + ''.join(f'_{k}{v}' for k,v in sorted(kwargs.items()))
+    return _cached(data_dir()/'samples'/name, lambda d: make(d, **kwargs))
+
 def get_pascal(source:str='sample', # 'sample' (generated here, offline), 'full' (the real download) or a folder holding it
                **kwargs,            # passed to `make_pascal_sample` (`n_images`, `seed`, ...)
               )->Path:
     "The `pascal_2007` folder: `'full'` downloads fastai's archive, `'sample'` generates (once, then reuses) a look-alike."
-    if source == 'full': return _download('PASCAL_2007')
-    if source != 'sample': return resolve_source(source, 'pascal')  # a folder that holds the real layout
-    name = 'pascal_2007' + ''.join(f'_{k}{v}' for k,v in sorted(kwargs.items()))
-    return _cached(data_dir()/'samples'/name, lambda d: make_pascal_sample(d, **kwargs))
-
-# %% ../nbs/00_datasets.ipynb #7f7a36ad
-RGB_CAL = """517.679 0 320 
-0 517.679 240.5 
-0 0 1 
-
-0 0 0 0 
-
-0.999947 0.00432361 0.00929419 
--0.00446314 0.999877 0.0150443 
--0.009228 -0.015085 0.999844 
-
--24.0198 5.8896 -13.2308 
-
-640 480
-"""
-DEPTH_CAL = """575.816 0 320 
-0 575.816 240 
-0 0 1 
-
-0 0 0 0 
-
-1 0 0 
-0 1 0 
-0 0 1 
-
-0 0 0 
-
-640 480
-"""
-BIWI_K = np.array([[517.679,0,320],[0,517.679,240.5],[0,0,1]])
-
-# %% ../nbs/00_datasets.ipynb #c2f2d472
-def rotation_from_angles(yaw:float,   # turn left/right, about the camera's y axis, degrees
-                         pitch:float, # nod up/down, about the x axis, degrees
-                         roll:float,  # tilt, about the z axis, degrees
-                        )->np.ndarray: # 3x3 rotation, head to camera
-    "Head rotation matrix `Ry(yaw) @ Rx(pitch) @ Rz(roll)` from angles in degrees."
-    y,p,r = np.radians([yaw, pitch, roll])
-    Ry = np.array([[math.cos(y),0,math.sin(y)],[0,1,0],[-math.sin(y),0,math.cos(y)]])
-    Rx = np.array([[1,0,0],[0,math.cos(p),-math.sin(p)],[0,math.sin(p),math.cos(p)]])
-    Rz = np.array([[math.cos(r),-math.sin(r),0],[math.sin(r),math.cos(r),0],[0,0,1]])
-    return Ry@Rx@Rz
-
-def _fmt(v): return ' '.join(f'{x:g}' for x in v) + ' '
-
-def pose_text(R:np.ndarray,   # 3x3 rotation
-              ctr,            # head centre (x, y, z) in mm
-             )->str:
-    "The text of a BIWI `frame_XXXXX_pose.txt`: rotation rows, a blank line, the centre in mm."
-    return '\n'.join([_fmt(r) for r in R] + ['', _fmt(ctr)]) + '\n'
-
-# %% ../nbs/00_datasets.ipynb #78b41cdd
-def _unit(v): v = np.asarray(v, float); return v/np.linalg.norm(v)
-# head-local directions (x right, y down, z away from the camera when the head faces it)
-_EYES = [_unit([-.38,-.22,-.9]), _unit([.38,-.22,-.9])]
-_NOSE, _MOUTH = _unit([0,.12,-1]), _unit([0,.5,-.86])
-
-def _person_look(rng):
-    "What stays the same for one person: skin, hair, shirt, head size and the room behind."
-    skin = np.array([rng.uniform(150,235), rng.uniform(110,185), rng.uniform(80,150)])
-    return dict(skin=skin, hair=rng.uniform(10,120,3), shirt=rng.uniform(30,230,3),
-                radius=rng.uniform(88,102), bg=_background(rng, 640, 480))
-
-def _render_head(look, R, ctr, rng, K=BIWI_K, body=True):
-    "Render a 640x480 frame: a shaded head centred exactly on the projection of `ctr`, face turned by `R`."
-    img = look['bg'].copy(); d = ImageDraw.Draw(img)
-    fx,fy,cx,cy = K[0,0],K[1,1],K[0,2],K[1,2]
-    X,Y,Z = ctr; u,v = X*fx/Z+cx, Y*fy/Z+cy; rp = fx*look['radius']/Z
-    if body:  # shoulders and neck stay upright under the head
-        d.ellipse([u-3.2*rp, v+1.6*rp, u+3.2*rp, v+5*rp], fill=tuple(int(c) for c in look['shirt']))
-        d.rectangle([u-.45*rp, v+.5*rp, u+.45*rp, v+1.9*rp], fill=tuple(int(c*.8) for c in look['skin']))
-    x0,x1,y0,y1 = int(math.floor(u-rp-1)), int(math.ceil(u+rp+1)), int(math.floor(v-rp-1)), int(math.ceil(v+rp+1))
-    xs,ys = np.meshgrid(np.arange(x0,x1+1)+.5, np.arange(y0,y1+1)+.5)
-    a,b = (xs-u)/rp, (ys-v)/rp; inside = a*a+b*b <= 1
-    n = np.stack([a, b, -np.sqrt(np.clip(1-a*a-b*b, 0, 1))], -1)
-    loc = n @ R  # each pixel's normal in the head's frame: R.T @ n
-    col = np.broadcast_to(look['skin'], n.shape).copy()
-    col[(loc[...,1] < -.45) | (loc[...,2] > .25)] = look['hair']
-    for e in _EYES: col[loc@e > .975] = (25,25,25)
-    col[loc@_NOSE > .985] = look['skin']*.55
-    m = loc@_MOUTH; col[(m > .97) & (m < .985)] = (140,40,50)
-    shade = .55 + .45*np.clip(-(n@_unit([.3,-.4,-1])), 0, 1)
-    col = np.clip(col*shade[...,None], 0, 255)
-    arr = np.asarray(img).copy(); H,W = arr.shape[:2]
-    yy,xx = np.nonzero(inside); py,px = yy+y0, xx+x0; ok = (py>=0)&(py<H)&(px>=0)&(px<W)
-    arr[py[ok],px[ok]] = col[yy[ok],xx[ok]].astype(np.uint8)
-    arr = np.clip(arr.astype(np.int16) + rng.integers(-4, 5, arr.shape, dtype=np.int16), 0, 255).astype(np.uint8)
-    return Image.fromarray(arr)
-
-# %% ../nbs/00_datasets.ipynb #d41eba9b
-def _obj_text(radius):
-    "A small Wavefront mesh of a head-sized ellipsoid, standing in for the archive's `NN.obj` head templates."
-    vs,fs = [],[]; nu,nv = 12,8
-    for i in range(nv+1):
-        t = math.pi*i/nv
-        for j in range(nu):
-            p = 2*math.pi*j/nu; vs.append((radius*.8*math.sin(t)*math.cos(p), -radius*math.cos(t), radius*.9*math.sin(t)*math.sin(p)))
-    for i in range(nv):
-        for j in range(nu):
-            a,b = i*nu+j+1, i*nu+(j+1)%nu+1; fs.append((a, b, b+nu)); fs.append((a, b+nu, a+nu))
-    return ''.join(f'v {x:.4f} {y:.4f} {z:.4f}\n' for x,y,z in vs) + ''.join(f'f {a} {b} {c}\n' for a,b,c in fs)
-
-def _trajectory(rng, n):
-    "Smooth head motion over `n` frames: angles in degrees, centre in mm, as a person turning their head."
-    t = np.arange(n)[:,None]
-    def wave(amp, k=3):
-        f = rng.uniform(.02, .12, k); ph = rng.uniform(0, 2*math.pi, k); a = rng.uniform(.3, 1, k)
-        return amp*(a*np.sin(t*f+ph)).sum(1)/a.sum()
-    ang = np.stack([wave(70), wave(40), wave(25)], 1)
-    ctr = np.stack([rng.uniform(-90,90)+wave(60), rng.uniform(-20,90)+wave(40), rng.uniform(880,1100)+wave(80)], 1)
-    return ang, ctr
-
-def _write_biwi(dest, n_people, n_frames, seed):
-    for p in range(1, n_people+1):
-        rng = np.random.default_rng([seed, p]); look = _person_look(rng)
-        d = dest/f'{p:02d}'; d.mkdir()
-        (d/'rgb.cal').write_text(RGB_CAL); (d/'depth.cal').write_text(DEPTH_CAL)
-        (dest/f'{p:02d}.obj').write_text(_obj_text(look['radius']))
-        ang,ctr = _trajectory(rng, n_frames)
-        frames = 3 + np.concatenate([[0], np.cumsum(rng.choice([1,1,1,2], n_frames-1))])
-        for fr,a,c in zip(frames, ang, ctr):
-            txt = pose_text(rotation_from_angles(*a), c)
-            (d/f'frame_{fr:05d}_pose.txt').write_text(txt)
-            vals = np.array(txt.split(), float)  # render from what the file says, to the last digit
-            _render_head(look, vals[:9].reshape(3,3), vals[9:], rng).save(d/f'frame_{fr:05d}_rgb.jpg', quality=90)
-
-def make_biwi_sample(dest:Path,        # the folder to create (like `~/.fastai/data/biwi_head_pose`)
-                     n_people:int=24,  # person folders `01`, `02`, ... (at least 13: the chapter validates on `13`)
-                     n_frames:int=40,  # frames per person
-                     seed:int=0,       # the same seed gives byte-identical files
-                     overwrite:bool=False, # replace `dest` if it is a sample (never other folders)
-                    )->Path:
-    "Generate a look-alike of fastai's `biwi_head_pose` folder at `dest`: person folders, calibration, frames, poses."
-    if n_people < 13: raise UserError(f"n_people={n_people}: the chapter validates on person 13, so at least 13 are needed")
-    return _make_sample(dest, 'biwi_head_pose', dict(n_people=n_people, n_frames=n_frames, seed=seed), overwrite,
-                        lambda tmp: _write_biwi(tmp, n_people, n_frames, seed))
+    return _get(source, 'PASCAL_2007', 'pascal_2007', 'pascal', make_pascal_sample, kwargs)
 
 def get_biwi(source:str='sample', # 'sample' (generated here, offline), 'full' (the real download) or a folder holding it
              **kwargs,            # passed to `make_biwi_sample` (`n_frames`, `seed`, ...)
             )->Path:
     "The `biwi_head_pose` folder: `'full'` downloads fastai's archive, `'sample'` generates (once, then reuses) a look-alike."
-    if source == 'full': return _download('BIWI_HEAD_POSE')
-    if source != 'sample': return resolve_source(source, 'biwi')  # a folder that holds the real layout
-    name = 'biwi_head_pose' + ''.join(f'_{k}{v}' for k,v in sorted(kwargs.items()))
-    return _cached(data_dir()/'samples'/name, lambda d: make_biwi_sample(d, **kwargs))
+    return _get(source, 'BIWI_HEAD_POSE', 'biwi_head_pose', 'biwi', make_biwi_sample, kwargs)
+
 
 # %% ../nbs/00_datasets.ipynb #bef97163
 def check_image(f:Path,   # an image file

@@ -146,7 +146,7 @@ def angle_errors(learn:Learner, # a learner trained with `pose_dls` (head crops)
 
 # %% ../nbs/05_keypoint.ipynb #b24e0002
 from matplotlib.figure import Figure
-from .multilabel import _fig, _write_report, _r, _FONT
+from .files import _fig, _write_report, _r, _FONT
 
 def _name(f): f = Path(f); return f'{f.parent.name}/{f.name}'
 

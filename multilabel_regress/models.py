@@ -5,13 +5,13 @@
 # %% ../nbs/06_models.ipynb #e054c823
 from __future__ import annotations
 from fastai.vision.all import *
-from .datasets import UserError, DatasetError, ModelFolderError, atomic_dir, check_dest
+from .files import UserError, DatasetError, ModelFolderError, atomic_dir, check_dest
 
 # %% auto #0
 __all__ = ['ARCHS', 'MODEL_FORMAT', 'xresnet_small', 'get_arch', 'arch_name', 'SoftArgmax', 'cut_at_stride', 'softargmax_model',
-           'image_errors', 'open_rgb', 'is_model_folder', 'check_model_dest', 'save_model', 'build_model',
-           'read_model_meta', 'load_model', 'preprocess_meta', 'preprocess', 'model_outputs', 'ToDeviceAsync',
-           'pinned_async_copies', 'ChannelsLastInput', 'cuda_speedups']
+           'is_model_folder', 'check_model_dest', 'save_model', 'build_model', 'read_model_meta', 'load_model',
+           'preprocess_meta', 'preprocess', 'model_outputs', 'ToDeviceAsync', 'pinned_async_copies',
+           'ChannelsLastInput', 'cuda_speedups', 'image_errors', 'open_rgb']
 
 # %% ../nbs/06_models.ipynb #d1c94811
 def xresnet_small(pretrained:bool=False, # must be False: there are no pretrained weights for it
@@ -73,33 +73,14 @@ def softargmax_model(arch,                 # an architecture function (see `get_
     body = cut_at_stride(create_body(arch(pretrained=pretrained) if pretrained else arch(), pretrained=pretrained), stride)
     return nn.Sequential(body, SoftArgmax(num_features_model(body)))
 
-# %% ../nbs/06_models.ipynb #22637bd1
+# %% ../nbs/06_models.ipynb #1621f959
 import json, hashlib, datetime
 from contextlib import contextmanager
 from pathlib import Path
-from PIL import Image, UnidentifiedImageError
-from .fast_images import decode_rgb, LazyImage, DraftResizedCrop
-from .image_cache import CachedImage, RandomResizedCropBatch
-
-@contextmanager
-def image_errors(f:Path): # the image file being read inside the block
-    "Turn the errors of reading or decoding `f` inside the block into a `DatasetError` that names the file."
-    try: yield
-    except UserError: raise
-    except FileNotFoundError: raise DatasetError(f"{f} is missing: check the path") from None
-    except Image.DecompressionBombError as e: raise DatasetError(f"{f} is too large to decode safely ({e}): shrink the image, or remove it from the list") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise DatasetError(f"{f} is not a readable image ({e}): replace the file, or remove it from the list") from None
-
-def open_rgb(f:Path, # an image file
-            )->Image.Image: # 8-bit RGB
-    "Open `f` as 8-bit RGB by training's rule (`decode_rgb`), or raise an error naming it."
-    f = Path(f)
-    with image_errors(f):
-        im = Image.open(f); im.load()
-        return decode_rgb(im)
-
-# %% ../nbs/06_models.ipynb #1621f959
+from PIL import Image
+from .images import hw, decode_rgb, image_errors, open_rgb
+from .fast_images import LazyImage, DraftResizedCrop, CachedImage, RandomResizedCropBatch
+from .biwi_data import HeadCrop, RandomHeadCrop, CachedHeadCrop
 MODEL_FORMAT = 'multilabel_regress.model/1'
 _REQUIRED = dict(format=str, task=str, arch=str, n_out=int, size=list, preprocess=str, mean=list, std=list, weights_sha256=str)
 
@@ -185,12 +166,9 @@ def load_model(path:Path, # a folder written by `save_model`
     return model.eval(), meta
 
 # %% ../nbs/06_models.ipynb #cd2873b8
-def _hw(sz): return [int(sz[0]), int(sz[-1])] if isinstance(sz, (list, tuple)) else [int(sz)]*2
-
 def preprocess_meta(dls:DataLoaders, # from `pascal_dls`, `biwi_dls` or `pose_dls`
                    )->dict:          # the model.json keys `preprocess` reads: size, preprocess, mean, std, ...
     "How `dls` prepared its validation images, as the model.json keys that make `preprocess` do the same."
-    from multilabel_regress.biwi_data import RandomHeadCrop, CachedHeadCrop
     dl = dls.valid
     norm = [t for t in dl.after_batch.fs if isinstance(t, Normalize)]
     if len(norm) != 1: raise UserError("the loaders must normalise their batches once (`Normalize`) for a model folder")
@@ -206,7 +184,7 @@ def preprocess_meta(dls:DataLoaders, # from `pascal_dls`, `biwi_dls` or `pose_dl
         return dict(meta, preprocess='cached_head_crop', presize=list(cached[0].presize), size=[t[0].size]*2, crop_px=float(t[0].px))
     if cached and not t:  # `biwi_dls`: frames decoded once at a presize, resampled to `size` on the batch where `aug_transforms` does
         a = aff[0] if aff else None
-        return dict(meta, preprocess='cached_resize', presize=list(cached[0].presize), size=_hw(a.size) if a and a.size is not None else list(cached[0].presize),
+        return dict(meta, preprocess='cached_resize', presize=list(cached[0].presize), size=list(hw(a.size)) if a and a.size is not None else list(cached[0].presize),
                     resample=dict(mode=a.mode, pad_mode=str(a.pad_mode), align_corners=a.align_corners) if a else False)
     if len(t) > 1 or not (t or aff): raise UserError("the loaders must size their items with one RandomResizedCrop, Resize or RandomHeadCrop, or their batches with `aug_transforms(size=...)`")
     t = t[0] if t else None
@@ -215,15 +193,14 @@ def preprocess_meta(dls:DataLoaders, # from `pascal_dls`, `biwi_dls` or `pose_dl
     if isinstance(t, RandomHeadCrop): return dict(meta, preprocess='head_crop', size=[t.size]*2, crop_px=float(t.px))
     pre,a = ([t.size[1], t.size[0]] if t else None),(aff[0] if aff else None)  # no item `Resize`: full-size frames, resampled in batches
     rs = dict(mode=a.mode, pad_mode=str(a.pad_mode), align_corners=a.align_corners) if a else False
-    return dict(meta, preprocess='resize', presize=pre, size=_hw(a.size) if a and a.size is not None else pre,
+    return dict(meta, preprocess='resize', presize=pre, size=list(hw(a.size)) if a and a.size is not None else pre,
                 resize_method=str(t.method if t else 'crop'), pad_mode=str(t.pad_mode if t else 'reflection'), resample=rs)
 
 _AUG_RESAMPLE = dict(mode='bilinear', pad_mode='reflection', align_corners=True)  # what `aug_transforms` resamples with
 
 def _steps(meta):
     "The item (how it opens) and the validation transforms of the model `meta` describes."
-    from multilabel_regress.biwi_data import HeadCrop, RandomHeadCrop, CachedHeadCrop
-    size,p = _hw(meta['size']),meta['preprocess']
+    size,p = list(hw(meta['size'])),meta['preprocess']
     if p == 'cached_crop':
         return (CachedImage(meta['presize']), noop,
                 RandomResizedCropBatch(size, val_xtra=meta.get('val_xtra', 0.14), mode=meta.get('mode', 'bilinear'), pad_mode=meta.get('pad_mode', 'reflection')))
@@ -232,7 +209,7 @@ def _steps(meta):
         return (LazyImage if draft else PILImage), (DraftResizedCrop if draft else RandomResizedCrop)(size, val_xtra=meta.get('val_xtra', 0.14)), None
     if p == 'resize':
         pre = meta.get('presize', size)  # `None`: the frames were not resized as items
-        rs = Resize(_hw(pre), method=meta.get('resize_method', 'crop'), pad_mode=meta.get('pad_mode', 'reflection')) if pre else noop
+        rs = Resize(list(hw(pre)), method=meta.get('resize_method', 'crop'), pad_mode=meta.get('pad_mode', 'reflection')) if pre else noop
         rsp = meta.get('resample', _AUG_RESAMPLE)  # folders without the key: `biwi_dls` with `aug_transforms`, as `mlr train` used
         return PILImage, rs, (AffineCoordTfm(size=tuple(size), **rsp) if rsp else None)
     if p == 'head_crop': return HeadCrop, RandomHeadCrop(size[0], meta['crop_px']), None
@@ -247,7 +224,6 @@ def preprocess(im, # an image file, or a PIL image
                ctr=None, # head-crop models: the head centre (x, y) in pixels of `im`
               )->Tensor: # normalised, [3,h,w]
     "The image `im` as a normalised `[3,h,w]` tensor, by the validation transforms of the model's training data."
-    from multilabel_regress.biwi_data import HeadCrop
     cls,tfm,resample = _steps(meta)
     extra = [ctr] if meta['preprocess'] in ('head_crop', 'cached_head_crop') else []
     if extra == [None]: raise UserError("a head-pose model sees a crop around the head: pass its centre (x, y), e.g. from a centre model (mlr predict --centre-model)")
@@ -276,4 +252,4 @@ def model_outputs(model:nn.Module, meta:dict, files:list, bs:int=32,
 
 # %% ../nbs/06_models.ipynb #1f9637d6
 from .cuda import ToDeviceAsync, pinned_async_copies, ChannelsLastInput, cuda_speedups
-_all_ = ['ToDeviceAsync', 'pinned_async_copies', 'ChannelsLastInput', 'cuda_speedups']  # in `from multilabel_regress.models import *`, as before
+_all_ = ['ToDeviceAsync', 'pinned_async_copies', 'ChannelsLastInput', 'cuda_speedups', 'image_errors', 'open_rgb']  # in `from multilabel_regress.models import *`, as before

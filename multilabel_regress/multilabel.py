@@ -11,6 +11,7 @@ from torch import Tensor
 from sklearn.metrics import average_precision_score, precision_recall_curve
 from fastai.vision.all import *
 from .models import get_arch
+from .fast_images import _x_type_start
 
 # %% auto #0
 __all__ = ['per_class_ap', 'mean_average_precision', 'voc07_ap', 'voc07_map', 'multilabel_learner', 'threshold_sweep',
@@ -218,12 +219,6 @@ def choose_thresholds(probs:Tensor, # probabilities [n, c] (after the sigmoid), 
     return dict(kind=kind, thresholds=[_short(x) for x in ths], threshold=th, evidence=ev)
 
 # %% ../nbs/03_multilabel.ipynb #1512c55f
-def _x_type_start(learn):
-    "Index of the first type transform that opens an image (skipping getters that read a CSV row)."
-    fs = learn.dls.valid_ds.tls[0].tfms.fs if hasattr(learn.dls.valid_ds, 'tls') else learn.dls.valid_ds.tfms.fs
-    from multilabel_regress.image_cache import CachedImage
-    return next((i for i,f in enumerate(fs) if isinstance(f, CachedImage) or str(getattr(f, 'name', '')).endswith('create')), 0)
-
 def predict_probs(learn:Learner, # a trained multi-label `Learner`
                   items,         # image files (or anything the `DataLoaders`' image block opens)
                   bs:int=64,     # batch size
@@ -251,9 +246,7 @@ def predict_labels(learn:Learner, # a trained multi-label `Learner`
 
 # %% ../nbs/03_multilabel.ipynb #a24e0002
 import json
-from io import BytesIO
-from matplotlib.figure import Figure
-from .datasets import write_atomic, FolderExistsError
+from .files import _FONT, _fig, _write_report, _r
 
 def _th(thresholds, c):
     "`thresholds` (one, or one per class) as `c` float32 values, the type `predict_labels` compares probabilities with."
@@ -297,14 +290,6 @@ def false_positives_given(probs:Tensor,   # probabilities [n, c] (after the sigm
     return (targs.T @ fp.float()).long()
 
 # %% ../nbs/03_multilabel.ipynb #a24e000a
-_FONT = 10  # points: the figures' text, legible at 100%
-
-def _fig(w, h): return Figure(figsize=(w, h), dpi=100, layout='constrained')
-
-def _png(fig)->bytes:
-    "The figure as PNG bytes, at its own size and 100 dpi."
-    buf = BytesIO(); fig.savefig(buf, format='png', dpi=100); return buf.getvalue()
-
 def _nan0(x): return np.nan_to_num(np.asarray(x, dtype=float))
 
 def plot_class_scores(probs:Tensor,   # probabilities [n, c] (after the sigmoid)
@@ -387,17 +372,6 @@ def plot_false_positives(fpg:Tensor,   # [c, c] from `false_positives_given`
     return fig
 
 # %% ../nbs/03_multilabel.ipynb #a24e0019
-def _write_report(dest, figs:dict, name:str, res:dict)->dict:
-    "Write the figures `figs` (file name: `Figure`) as PNGs and `res` as the JSON file `name` into the folder `dest`, each file atomically."
-    dest = Path(dest)
-    if dest.exists() and not dest.is_dir(): raise FolderExistsError(f"{dest} is a file, not a folder: name a folder for the report (--report)")
-    dest.mkdir(parents=True, exist_ok=True)
-    for f,fig in figs.items(): write_atomic(dest/f, _png(fig))
-    res = dict(res, figures=list(figs)); write_atomic(dest/name, json.dumps(res, indent=1))
-    return res
-
-def _r(x, d=6): x = float(x); return None if math.isnan(x) else round(x, d)
-
 def multilabel_report(probs:Tensor,   # probabilities [n, c] (after the sigmoid)
                       targs:Tensor,   # 0/1 targets [n, c]
                       vocab,          # the class names

@@ -18,9 +18,9 @@ __all__ = ['pascal_vocab', 'pascal_block', 'pascal_dls', 'ColPath', 'BoolColSpli
            'DraftResizedCrop', 'forked_rng', 'SeededDL', 'PascalRow', 'pascal_rows']
 
 # %% ../nbs/01_pascal_data.ipynb #23aed445
-from .fast_images import (ColPath, BoolColSplitter, decode_rgb, LazyImage, DraftResizedCrop, forked_rng,
-                                             SeededDL, PascalRow, pascal_rows)
-from .image_cache import CachedImageBlock, RandomResizedCropBatch, CachedDL
+from .images import decode_rgb
+from .fast_images import (ColPath, BoolColSplitter, LazyImage, DraftResizedCrop, forked_rng, SeededDL, PascalRow, pascal_rows,
+                                             CachedImageBlock, RandomResizedCropBatch, CachedDL)
 _all_ = ['ColPath', 'BoolColSplitter', 'decode_rgb', 'LazyImage', 'DraftResizedCrop', 'forked_rng', 'SeededDL', 'PascalRow', 'pascal_rows']
 
 # %% ../nbs/01_pascal_data.ipynb #db9cd73c

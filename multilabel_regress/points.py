@@ -9,153 +9,22 @@ import numpy as np, pandas as pd
 from pathlib import Path
 from PIL import Image, ImageDraw
 from fastai.vision.all import *
-from .datasets import UserError, DatasetError, check_image, write_atomic, _make_sample
+from .files import UserError, DatasetError, write_atomic
+from .datasets import check_image
+from .points_sample import make_points_sample, crop_box, _FACE_MARGIN
 from .models import get_arch, arch_name, open_rgb, preprocess_meta, model_outputs
 from .biwi_data import ClampPoints
 from .fast_images import SeededDL
 from .distributed import train_ctx, gather_preds, main_first
 
 # %% auto #0
-__all__ = ['crop_box', 'make_points_sample', 'PointSet', 'read_points_csv', 'read_coco_points', 'to_pixels', 'item_crop',
-           'item_image', 'split_groups', 'is_valid_items', 'find_flip_pairs', 'parse_flip_pairs', 'flip_perm',
-           'flip_points', 'FlipPoints', 'masked_mse', 'points_dls', 'nme_norm', 'point_metrics', 'points_learner',
-           'predict_items', 'train_points', 'evaluate_points', 'predict_point_files', 'show_points',
-           'show_point_results']
+__all__ = ['PointSet', 'read_points_csv', 'read_coco_points', 'to_pixels', 'item_crop', 'item_image', 'split_groups',
+           'is_valid_items', 'find_flip_pairs', 'parse_flip_pairs', 'flip_perm', 'flip_points', 'FlipPoints',
+           'masked_mse', 'points_dls', 'nme_norm', 'point_metrics', 'points_learner', 'predict_items', 'show_points',
+           'show_point_results', 'make_points_sample', 'crop_box']
 
-# %% ../nbs/09_points.ipynb #c4a49698
-def _face_template():
-    "The 68 named landmarks of the synthetic face, (name, x, y) in face units (half-width 1, y down), and its skeleton as name pairs."
-    pts,bones = [],[]
-    def add(name, x, y): pts.append((name, float(x), float(y)))
-    def chain(names, loop=False): bones.extend(zip(names, names[1:] + (names[:1] if loop else [])))
-    add('nose_tip', 0, .25)
-    add('left_eye_1', .59, -.3); add('right_eye_1', -.59, -.3)      # outer corners first: the five-point subset
-    add('left_mouth_corner', .4, .62); add('right_mouth_corner', -.4, .62)
-    add('chin', 0, 1.1)
-    for k in range(1, 9):
-        a = math.radians(12.5*k)
-        add(f'left_jaw_{k}', math.sin(a)*1.0, math.cos(a)*1.1); add(f'right_jaw_{k}', -math.sin(a)*1.0, math.cos(a)*1.1)
-    for k in range(1, 6):
-        x = .15 + .15*k; y = -.55 - .12*math.sin(math.pi*(k-.5)/5)
-        add(f'left_brow_{k}', x, y); add(f'right_brow_{k}', -x, y)
-    for k in range(1, 5): add(f'nose_bridge_{k}', 0, -.35 + .14*(k-1))
-    for k in (1, 2): add(f'left_nostril_{k}', .1*k, .22 - .03*k); add(f'right_nostril_{k}', -.1*k, .22 - .03*k)
-    for k in range(2, 7):
-        a = math.radians(60*(k-1))
-        add(f'left_eye_{k}', .42 + .17*math.cos(a), -.3 - .08*math.sin(a)); add(f'right_eye_{k}', -.42 - .17*math.cos(a), -.3 - .08*math.sin(a))
-    add('mouth_top', 0, .5); add('mouth_bottom', 0, .76)
-    for k in (1, 2):
-        add(f'left_mouth_top_{k}', .14*k, .52 - .01*k); add(f'right_mouth_top_{k}', -.14*k, .52 - .01*k)
-        add(f'left_mouth_bottom_{k}', .14*k, .74 - .03*k); add(f'right_mouth_bottom_{k}', -.14*k, .74 - .03*k)
-    add('inner_top', 0, .6); add('inner_bottom', 0, .66)
-    add('left_inner_corner', .3, .62); add('right_inner_corner', -.3, .62)
-    add('left_inner_top', .15, .6); add('right_inner_top', -.15, .6)
-    add('left_inner_bottom', .15, .65); add('right_inner_bottom', -.15, .65)
-    for s in ('left', 'right'):
-        chain(['chin'] + [f'{s}_jaw_{k}' for k in range(1, 9)]); chain([f'{s}_brow_{k}' for k in range(1, 6)])
-        chain([f'{s}_eye_{k}' for k in range(1, 7)], loop=True); chain(['nose_tip', f'{s}_nostril_1', f'{s}_nostril_2'])
-    chain([f'nose_bridge_{k}' for k in range(1, 5)] + ['nose_tip'])
-    chain(['left_mouth_corner', 'left_mouth_top_2', 'left_mouth_top_1', 'mouth_top', 'right_mouth_top_1', 'right_mouth_top_2', 'right_mouth_corner',
-           'right_mouth_bottom_2', 'right_mouth_bottom_1', 'mouth_bottom', 'left_mouth_bottom_1', 'left_mouth_bottom_2'], loop=True)
-    return pts, bones
-
-# %% ../nbs/09_points.ipynb #33adb0a3
-_FACE_MARGIN = .25  # crops reach this fraction of the face box beyond each side
-
-def crop_box(box,           # (x, y, w, h) of an instance, in pixels of its image
-             size,          # the image's (width, height)
-             margin:float=_FACE_MARGIN, # the fraction of the box's width (height) added on the left and right (top and bottom)
-            )->tuple:       # (x0, y0, x1, y1), whole pixels inside the image
-    "The crop around `box` with a `margin` on each side, clipped to the image."
-    x,y,w,h = box; W,H = size
-    return (max(0, int(math.floor(x - margin*w))), max(0, int(math.floor(y - margin*h))),
-            min(int(W), int(math.ceil(x + w + margin*w))), min(int(H), int(math.ceil(y + h + margin*h))))
-
-_HEAD = np.array([(math.sin(math.radians(a)), 1.25*math.cos(math.radians(a))) for a in range(100, 261, 10)])  # the top of the head, face units
-
-def _turn(xy, a): c,s = math.cos(a),math.sin(a); return np.stack([xy[:,0]*c - xy[:,1]*s, xy[:,0]*s + xy[:,1]*c], 1)
-
-def _draw_face(d, P, head, idx, rng):
-    "Draw a face whose landmarks are `P` ([68, 2] pixels; `idx` maps names to rows) and the top of its head `head` with `ImageDraw` `d`."
-    def pl(names): return [tuple(P[idx[n]]) for n in names]
-    skin = tuple(int(v) for v in rng.integers([150,100,70], [255,200,170]))
-    jaw = pl([f'right_jaw_{k}' for k in range(8, 0, -1)] + ['chin'] + [f'left_jaw_{k}' for k in range(1, 9)])
-    d.polygon(jaw + [tuple(p) for p in head], fill=skin)
-    w = max(1, int(np.linalg.norm(P[idx['left_eye_1']] - P[idx['right_eye_1']])/25))
-    for s in ('left', 'right'):
-        eye = pl([f'{s}_eye_{k}' for k in range(1, 7)]); d.polygon(eye, fill=(245,245,245), outline=(40,30,20))
-        c = np.mean(eye, 0); r = max(1.5, w*1.4); d.ellipse([c[0]-r, c[1]-r, c[0]+r, c[1]+r], fill=(60,40,20))
-        d.line(pl([f'{s}_brow_{k}' for k in range(1, 6)]), fill=(70,45,25), width=2*w)
-        d.line(pl(['nose_tip', f'{s}_nostril_1', f'{s}_nostril_2']), fill=(120,60,40), width=w)
-    d.line(pl([f'nose_bridge_{k}' for k in range(1, 5)] + ['nose_tip']), fill=(150,90,60), width=w)
-    d.polygon(pl(['left_mouth_corner', 'left_mouth_top_2', 'left_mouth_top_1', 'mouth_top', 'right_mouth_top_1', 'right_mouth_top_2', 'right_mouth_corner',
-                  'right_mouth_bottom_2', 'right_mouth_bottom_1', 'mouth_bottom', 'left_mouth_bottom_1', 'left_mouth_bottom_2']), fill=(190,50,60))
-    d.polygon(pl(['left_inner_corner', 'left_inner_top', 'inner_top', 'right_inner_top', 'right_inner_corner', 'right_inner_bottom', 'inner_bottom', 'left_inner_bottom']), fill=(90,20,30))
-
-# %% ../nbs/09_points.ipynb #60889f4a
-def _photo(rng, size, n_faces, tpl):
-    "A photo of `n_faces` faces side by side: the image and, per face, its landmarks [68, 2] in pixels and its box (x, y, w, h)."
-    W,H = size
-    a = rng.integers(0, 256, 3); b = rng.integers(0, 256, 3); t = np.linspace(0, 1, W)[None,:,None]
-    img = Image.fromarray((a*(1-t) + b*t + rng.normal(0, 3, (H, W, 3))).clip(0, 255).astype(np.uint8))
-    d = ImageDraw.Draw(img)
-    for _ in range(6):  # clutter
-        x,y,r = rng.uniform(0, W), rng.uniform(0, H), rng.uniform(3, 12)
-        d.ellipse([x-r, y-r, x+r, y+r], fill=tuple(int(v) for v in rng.integers(0, 256, 3)))
-    xy = np.array([(x, y) for _,x,y in tpl]); idx = {n:i for i,(n,_,_) in enumerate(tpl)}
-    faces,slot = [],W/n_faces
-    for k in range(n_faces):
-        s = rng.uniform(.55, .8)*min(slot/2.6, H/3.6)  # half-width in pixels: the face (with its head top) fits in its slot
-        ang = math.radians(rng.uniform(-15, 15)); sq = rng.uniform(.9, 1.1)
-        P,top = _turn(xy*[s*sq, s], ang),_turn(_HEAD*[s*sq, s], ang)
-        lo,hi = np.minimum(P.min(0), top.min(0)),P.max(0)
-        cx = rng.uniform(slot*k - lo[0] + 2, slot*(k+1) - hi[0] - 2); cy = rng.uniform(-lo[1] + 2, H - hi[1] - 2)
-        P = P + [cx, cy]; _draw_face(d, P, top + [cx, cy], idx, rng)
-        x0,y0 = P.min(0); x1,y1 = P.max(0)
-        faces.append((P, [round(float(x0),2), round(float(y0),2), round(float(x1-x0),2), round(float(y1-y0),2)]))
-    return img, faces
-
-# %% ../nbs/09_points.ipynb #ac8078b5
-def _write_points(dest, n_images, n_points, coco, seed, size, p_missing):
-    tpl,bones = _face_template(); tpl = tpl[:n_points]
-    names = [n for n,_,_ in tpl]; bones = [(a,b) for a,b in bones if a in names and b in names]
-    (dest/'images').mkdir(); (dest/'crops').mkdir()
-    rows,imgs,anns = [],[],[]
-    for i in range(n_images):
-        r = np.random.default_rng([seed, i])
-        n_faces = int(r.choice([1, 2, 3], p=[.4, .35, .25]))
-        img,faces = _photo(r, size, n_faces, tpl)
-        fn = f'{i:04d}.jpg'; img.save(dest/'images'/fn, quality=92)
-        imgs.append(dict(id=i+1, file_name=fn, width=size[0], height=size[1]))
-        for k,(P,box) in enumerate(faces):
-            v = np.where(r.random(len(P)) < p_missing, 0, np.where(r.random(len(P)) < .1, 1, 2))  # 0: not labelled, 1: labelled but hidden
-            c = crop_box(box, size); cf = f'crops/{i:04d}_{k}.jpg'; img.crop(c).save(dest/cf, quality=92)
-            row = dict(fname=cf)
-            for n,(x,y),vi in zip(names, P - c[:2], v): row[f'{n}_x'],row[f'{n}_y'] = (round(float(x),2), round(float(y),2)) if vi else ('', '')
-            rows.append(row)
-            kp = [q for (x,y),vi in zip(P, v) for q in ((round(float(x),2), round(float(y),2), int(vi)) if vi else (0, 0, 0))]
-            anns.append(dict(id=len(anns)+1, image_id=i+1, category_id=1, bbox=box, area=round(box[2]*box[3],2), iscrowd=0,
-                             keypoints=kp, num_keypoints=int((v > 0).sum())))
-    pd.DataFrame(rows).to_csv(dest/'points.csv', index=False)
-    if coco:
-        cat = dict(id=1, name='face', supercategory='person', keypoints=names,
-                   skeleton=[[names.index(a)+1, names.index(b)+1] for a,b in bones])  # COCO numbers points from 1
-        (dest/'faces_coco.json').write_text(json.dumps(dict(images=imgs, annotations=anns, categories=[cat])))
-
-def make_points_sample(dest:Path,          # the folder to create
-                       n_images:int=60,    # photos (each with one to three faces)
-                       n_points:int=68,    # landmarks per face (5 to 68): the first `n_points` of the 68 (the first five: nose tip, eye and mouth corners)
-                       coco:bool=True,     # also write the photos' COCO keypoints file, `faces_coco.json`
-                       seed:int=0,         # the same seed gives the same files
-                       size=(192,144),     # (width, height) of the photos
-                       p_missing:float=.05, # the chance that a point is not labelled (an empty pair in `points.csv`, v=0 in COCO)
-                       overwrite:bool=False, # replace `dest` if it is a sample (never other folders)
-                      )->Path:
-    "Synthetic faces with named landmarks: photos in `images/` (with a COCO file), and a crop per face in `crops/` listed in `points.csv`."
-    if not 5 <= n_points <= 68: raise UserError(f"n_points={n_points}: the synthetic face has 5 to 68 landmarks")
-    if n_images < 1: raise UserError(f"n_images={n_images}: make at least one photo")
-    args = dict(n_images=n_images, n_points=n_points, coco=coco, seed=seed, size=list(size), p_missing=p_missing)
-    return _make_sample(dest, 'points', args, overwrite, lambda tmp: _write_points(tmp, n_images, n_points, coco, seed, tuple(size), p_missing))
+# %% ../nbs/09_points.ipynb #37678f65
+_all_ = ['make_points_sample', 'crop_box']  # defined in `points_sample` (appendix H), exported here as before
 
 # %% ../nbs/09_points.ipynb #232f05c6
 class PointSet:
@@ -471,67 +340,6 @@ def _norm_arg(norm, names):
     for v in ab:
         if v not in names: raise UserError(f"--norm: {v!r} is not a point name (the points: {', '.join(names[:8])}{', ...' if len(names) > 8 else ''})")
     return ab
-
-# %% ../nbs/09_points.ipynb #7943087b
-def train_points(path:str,                 # a folder with points.csv, or the images of the --coco file
-                 coco:str=None,            # a COCO keypoints file (its file_names relative to `path`)
-                 flip_pairs:str=None,      # 'a:b,c:d'; `None`: pairs found from the names; '' : no mirroring
-                 norm:str=None,            # NME's normaliser: 'a,b' (the distance between two points); `None`: the box diagonal
-                 arch:str='xresnet_small', # architecture name (see `models.ARCHS`)
-                 size:int=64,              # the side of the square items are squished to
-                 epochs:int=10,            # epochs (`fit_one_cycle`; with `pretrained`, `fine_tune`)
-                 lr:float=1e-2,            # learning rate
-                 bs:int=32,                # batch size
-                 pretrained:bool=False,    # start from ImageNet weights (needs a download)
-                 seed:int=42,              # seed of the split (without is_valid) and the training
-                 workers:int=0,            # data loader processes
-                )->tuple:                  # (learner, metadata for the model folder, validation metrics)
-    "Train a model of named points on a points folder (or COCO file); the metadata says how to predict and score them."
-    ps = _load_set(path, coco)
-    pairs = find_flip_pairs(ps.names) if flip_pairs is None else parse_flip_pairs(flip_pairs, ps.names)
-    nm = _norm_arg(norm, ps.names)
-    set_seed(seed, reproducible=True)
-    dls = points_dls(ps, size=size, bs=bs, flip_pairs=pairs, seed=seed, num_workers=workers)
-    learn = main_first(points_learner, dls, arch, pretrained=pretrained)
-    with train_ctx(learn):
-        if pretrained: learn.fine_tune(epochs, lr)
-        else: learn.fit_one_cycle(epochs, lr)
-        preds,_ = gather_preds(learn)
-    vi = list(dls.valid.items); vit = [ps[i] for i in vi]
-    px = to_pixels(preds, [item_crop(it) for it in vit])
-    m = point_metrics(px, np.stack([it['pts'] for it in vit]), nme_norm(vit, nm, ps.names), ps.names)
-    meta = dict(task='points', arch=arch_name(arch), n_out=2*len(ps.names), **preprocess_meta(dls), y_range=[-1., 1.], builder='vision',
-                point_names=ps.names, flip_pairs=[list(p) for p in pairs], norm=','.join(nm) if nm else 'bbox', skeleton=ps.skeleton,
-                source=ps.source, margin=_FACE_MARGIN, split_seed=seed,
-                valid=dict(items=m['items'], mean_px=m['mean_px'], nme=m['nme'], **{k: m[k] for k in m if k.startswith('pck')}))
-    return learn, meta, m
-
-# %% ../nbs/09_points.ipynb #cc5e2d23
-def evaluate_points(model, meta:dict, path:str, coco:str=None, norm:str=None, all_rows:bool=False, skip_bad:bool=False)->dict:
-    "Scores of a points `model` on a labelled folder (or COCO file): per-point error in pixels, NME and PCK, the worst point first."
-    ps = _load_set(path, coco, meta.get('margin', _FACE_MARGIN))
-    if ps.names != meta['point_names']:
-        miss = [n for n in meta['point_names'] if n not in ps.names]
-        raise DatasetError(f"{ps.file} names other points than the model ({len(ps.names)} against {len(meta['point_names'])}"
-                           + (f"; missing {', '.join(miss[:4])}" if miss else '') + "): score it with a model trained on these points")
-    nm = _norm_arg(norm or meta.get('norm'), ps.names)
-    items = ps.items if all_rows else [it for it,v in zip(ps.items, is_valid_items(ps, meta.get('split_seed', 42))) if v]
-    if not items: raise DatasetError(f"{ps.file} has no validation items: pass --all-rows to score every one")
-    px = predict_items(model, meta, items)
-    m = point_metrics(px, np.stack([it['pts'] for it in items]), nme_norm(items, nm, ps.names), ps.names)
-    return dict(task='points', data=str(ps.file), rows='all' if all_rows else 'validation', norm=','.join(nm) if nm else 'bbox diagonal', **m)
-
-# %% ../nbs/09_points.ipynb #0f6305b0
-def predict_point_files(model, meta:dict, files:list, coco:str=None)->list:
-    "Each image's named points in pixels of the file (one dict per file: file, NAME_x, NAME_y, ...); `coco`: also write them as COCO results."
-    items = [dict(file=Path(f), crop=None, size=open_rgb(f).size) for f in files]
-    px = predict_items(model, meta, items); names = meta['point_names']
-    res = [dict(file=str(f), **{f'{n}_{a}': round(float(v),2) for n,(x,y) in zip(names, p) for a,v in (('x',x),('y',y))}) for f,p in zip(files, px)]
-    if coco:
-        out = [dict(image_id=int(Path(f).stem) if Path(f).stem.isdigit() else i+1, file_name=Path(f).name, category_id=1,
-                    keypoints=[q for x,y in p for q in (round(float(x),2), round(float(y),2), 2)], score=1.0) for i,(f,p) in enumerate(zip(files, px))]
-        write_atomic(coco, json.dumps(out))
-    return res
 
 # %% ../nbs/09_points.ipynb #358be502
 def show_points(ax, im, pts, names=None, skeleton=None, color='lime', marker='o', label=None, numbers:bool=True):

@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np, pandas as pd, pytest, torch
 from PIL import Image
 from multilabel_regress.datasets import DatasetError
-from multilabel_regress import image_cache as IC
-from multilabel_regress.image_cache import decode_at, ImageCache, RandomResizedCropBatch, CachedDL
+from multilabel_regress import image_cache as IC, fast_images as FI
+from multilabel_regress.image_cache import decode_at, ImageCache
+from multilabel_regress.fast_images import RandomResizedCropBatch, CachedDL
 from multilabel_regress.pascal_data import pascal_dls, pascal_block
 from multilabel_regress.biwi_data import biwi_dls
 
@@ -41,7 +42,7 @@ def tiny_fs(tmp_path):
 
 BUILD_ON = """
 import sys, shutil, glob
-from multilabel_regress import image_cache as IC
+from multilabel_regress import image_cache as IC, fast_images as FI
 from multilabel_regress.datasets import DatasetError
 root,pascal,nw,lie = sys.argv[1:5] if len(sys.argv) > 4 else (None,)*4
 if lie == '1':  # the space check passes: the reservation itself must fail cleanly
@@ -98,7 +99,7 @@ def test_splits_share_one_copy(biwi, cache_root):
     built = []
     for p in ('13', '07', '01', '02'):
         dls = biwi_dls(biwi, valid_person=p, bs=8, num_workers=0)
-        ci = next(t for t in dls.train_ds.tls[0].tfms.fs if isinstance(t, IC.CachedImage))
+        ci = next(t for t in dls.train_ds.tls[0].tfms.fs if isinstance(t, FI.CachedImage))
         dls.valid.one_batch(); built.append(sum(c.built for c in ci.caches))
     n = len(list(biwi.rglob('*_rgb.jpg'))); assert n == 72
     assert built == [n, 0, 0, 0]                        # the first split decodes all (training, then validation), the others none
@@ -110,7 +111,7 @@ def test_splits_share_one_copy(biwi, cache_root):
 def test_symlinked_folder_finds_the_same_store(biwi, tmp_path, cache_root):
     dls = biwi_dls(biwi, bs=8, num_workers=0); dls.valid.one_batch()
     link = tmp_path/'link'; link.symlink_to(biwi, target_is_directory=True)
-    ci = next(t for t in biwi_dls(link, bs=8, num_workers=0).train_ds.tls[0].tfms.fs if isinstance(t, IC.CachedImage))
+    ci = next(t for t in biwi_dls(link, bs=8, num_workers=0).train_ds.tls[0].tfms.fs if isinstance(t, FI.CachedImage))
     assert ci.cache.built == 0 and _pixel_bytes(cache_root) == 72*ROW
 
 def test_size_limit_evicts_the_least_recently_used(pascal, biwi, tmp_path, cache_root, monkeypatch):
@@ -138,7 +139,7 @@ def test_cache_info_and_clear(pascal, cache_root, capsys):
 # ---- 4. interrupted builds
 SLOW_BUILD = """
 import sys, time, glob
-from multilabel_regress import image_cache as IC
+from multilabel_regress import image_cache as IC, fast_images as FI
 orig = IC.decode_at
 def slow(f, presize): time.sleep(0.2); return orig(f, presize)
 IC.decode_at = slow
@@ -228,7 +229,7 @@ def test_loaders_pickle_small_after_a_pass(pascal):
 SPAWN = """
 import json, os, sys, multiprocessing as mp
 import numpy as np
-from multilabel_regress.image_cache import CachedDL
+from multilabel_regress.fast_images import CachedDL
 from multilabel_regress.pascal_data import pascal_dls
 out = sys.argv[2]
 orig = CachedDL.create_batches

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import numpy as np, pandas as pd, pytest, torch
 from PIL import Image
 from sklearn.metrics import f1_score
-import multilabel_regress, multilabel_regress.cli as cli
+import multilabel_regress, multilabel_regress.cli as cli, multilabel_regress.recipes as recipes, multilabel_regress.predictions as predictions
 from multilabel_regress.cli import main
 from multilabel_regress.datasets import make_pascal_sample, make_biwi_sample, read_cal_file
 from multilabel_regress.models import load_model, model_outputs
@@ -143,7 +143,7 @@ def test_flag_defaults_are_the_functions(capsys):
 def test_package_bug_keeps_its_traceback(ml_model, data, monkeypatch, capsys):
     "Only the user's mistakes become one line: a ValueError from inside the package (or torch) is raised as it is."
     def broken(*a, **k): raise ValueError('a bug deep inside')
-    monkeypatch.setattr(cli, 'model_outputs', broken)
+    monkeypatch.setattr(predictions, 'model_outputs', broken)
     with pytest.raises(ValueError, match='a bug deep inside'): main(['predict', str(ml_model), str(sorted((data[1]/'train').glob('*.jpg'))[0])])
 
 # --- real console-script runs --------------------------------------------------------------------
@@ -258,7 +258,7 @@ def test_train_summary_uses_real_frame_sizes(bcopy, tmp_path, capsys):
 def test_progress_bar_only_on_a_terminal(data, ml_model, monkeypatch, capsys):
     "Over several chunks, a progress bar on stderr when it is a terminal; stdout stays clean JSON either way."
     imgs = sorted((data[1]/'train').glob('*.jpg'))[:5]
-    monkeypatch.setattr(cli, '_CHUNK', 2)
+    monkeypatch.setattr(predictions, '_CHUNK', 2)
     r = run(capsys, 'predict', ml_model, *imgs)
     assert r.stderr == '' and len(json.loads(r.stdout)) == 5
     capsys.readouterr(); monkeypatch.setattr(sys.stderr, 'isatty', lambda: True)
@@ -446,6 +446,18 @@ def test_chapter_keeps_a_user_folder(tmp_path, capsys):
     one_line_error(run(capsys, 'chapter', '--report', tmp_path/'r', '--no-force', code=1), 'already exists', '--force')
     assert sorted(p.name for p in (tmp_path/'r').iterdir()) == ['thesis.txt'] and f.read_text() == 'years of work'
 
+def test_chapter_data_folder(data, tmp_path, monkeypatch, capsys):
+    "`mlr chapter --data DIR` takes the two datasets from DIR, checked before any work; a folder without one of them says which, and nothing is written."
+    d = tmp_path/'fastai_data'; d.mkdir(); (d/'pascal_2007').symlink_to(data[1])
+    one_line_error(run(capsys, 'chapter', '--data', d, '--report', tmp_path/'r', code=1), 'holds no biwi_head_pose', 'pascal_2007 and biwi_head_pose')
+    one_line_error(run(capsys, 'chapter', '--data', tmp_path/'nowhere', '--report', tmp_path/'r', code=1), "use 'sample', 'full', or a folder")
+    assert not (tmp_path/'r').exists()
+    (d/'biwi_head_pose').symlink_to(data[2]); seen = {}
+    def stop(path, *a, **k): seen['pascal'] = path; raise KeyboardInterrupt  # where the multi-label training would start
+    monkeypatch.setattr(recipes, 'train_multilabel', stop)
+    with pytest.raises(KeyboardInterrupt): main(['chapter', '--data', str(d), '--report', str(tmp_path/'r')])
+    assert seen['pascal'] == d/'pascal_2007' and 'PASCAL: ' in capsys.readouterr().out
+
 def test_chapter_times_training_only(data, tmp_path, monkeypatch, capsys):
     "A fake clock that jumps 1000 s while the datasets are made: no model's train_seconds includes it."
     clock = [0.]
@@ -453,8 +465,8 @@ def test_chapter_times_training_only(data, tmp_path, monkeypatch, capsys):
     def slow(p):
         def get(source): clock[0] += 1000; return p
         return get
-    monkeypatch.setattr(cli, 'time', SimpleNamespace(time=tick))
-    monkeypatch.setattr(cli, 'get_pascal', slow(data[1])); monkeypatch.setattr(cli, 'get_biwi', slow(data[2]))
+    monkeypatch.setattr(recipes, 'time', SimpleNamespace(time=tick))
+    monkeypatch.setattr(recipes, 'get_pascal', slow(data[1])); monkeypatch.setattr(recipes, 'get_biwi', slow(data[2]))
     rep = tmp_path/'report'
     run(capsys, 'chapter', '--report', rep, '--ml-epochs', 1, '--kp-epochs', 1, '--pose-epochs', 1)
     m = json.loads((rep/'metrics.json').read_text())
@@ -608,7 +620,7 @@ def test_bars_on_a_terminal(monkeypatch):
     from fastai.test_utils import synth_learner
     from fastai.callback.progress import ProgressCallback
     monkeypatch.setattr(sys.stdout, 'isatty', lambda: True)
-    learn = cli._plain_log(synth_learner())
+    learn = recipes._plain_log(synth_learner())
     assert any(isinstance(c, ProgressCallback) for c in learn.cbs) and not any(isinstance(c, cli.EpochLines) for c in learn.cbs)
 
 def test_evaluate_prints_no_warning(data, ml_model, tmp_path):

@@ -62,9 +62,9 @@ def test_sample_not_overwritten(tmp_path):
     assert (d/'keep.txt').read_text() == 'mine'
 
 def test_interrupted_generation_leaves_nothing(tmp_path, monkeypatch):
-    import multilabel_regress.datasets as ds
+    import multilabel_regress.samples as samples
     def boom(*a, **k): raise KeyboardInterrupt
-    monkeypatch.setattr(ds, '_draw_pascal', boom)
+    monkeypatch.setattr(samples, '_draw_pascal', boom)
     with pytest.raises(KeyboardInterrupt): make_pascal_sample(tmp_path/'p', n_images=5, n_test=1)
     assert list(tmp_path.iterdir()) == []
 

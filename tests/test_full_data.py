@@ -17,7 +17,7 @@ ROOT = Path(__file__).parent.parent
 # scripts/test.sh (the pinned leg) sets MLR_FULL_REHEARSAL=skip: the newest leg, what a hosted notebook runs, rehearses the real path,
 # and running it in both legs would add about 8 minutes to each
 pytestmark = pytest.mark.skipif(os.environ.get('MLR_FULL_REHEARSAL') == 'skip', reason='the real path is rehearsed in the newest leg (scripts/test_latest.sh)')
-CHAPTER = ['01_pascal_data', '02_bce', '03_multilabel', '04_biwi_data', '05_keypoint']
+CHAPTER = ['01_pascal_data', '02_bce', '03_multilabel', '04_biwi_data', '05_keypoint', '06_models', '08_distributed']  # the chapter, and the two notebooks beyond it that read its data
 
 # the files torchvision's weights enums download (fastai asks for weights='DEFAULT'; `pretrained=True` means V1)
 WEIGHTS = {'resnet18-f37072fd.pth': 'resnet18', 'resnet34-b627a593.pth': 'resnet34',

@@ -13,7 +13,8 @@ from fastai.vision.all import RandomResizedCrop, PILImage, TensorImage, load_lea
 from fastai.distributed import DistributedDL
 from multilabel_regress.datasets import DatasetError
 from multilabel_regress import image_cache as IC
-from multilabel_regress.image_cache import decode_at, ImageCache, CachedImage, RandomResizedCropBatch, CachedDL
+from multilabel_regress.image_cache import decode_at, ImageCache
+from multilabel_regress.fast_images import CachedImage, RandomResizedCropBatch, CachedDL
 from multilabel_regress.pascal_data import pascal_dls
 from multilabel_regress.multilabel import multilabel_learner
 

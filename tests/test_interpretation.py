@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import numpy as np, pandas as pd, pytest, torch
 from PIL import Image
 from sklearn.metrics import multilabel_confusion_matrix, average_precision_score, f1_score, log_loss
-import multilabel_regress.cli as cli
+import multilabel_regress.cli as cli, multilabel_regress.recipes as recipes
 from multilabel_regress.cli import main
 from multilabel_regress.datasets import make_pascal_sample, make_biwi_sample
 from multilabel_regress.biwi_data import get_ctr, pose_angles
@@ -159,7 +159,7 @@ def test_keypoint_report_checks_its_input(tmp_path):
 def test_chapter_writes_the_interpretation(data, tmp_path, monkeypatch, capsys):
     "`mlr chapter` puts all three models' figures and JSON into its report folder, with the numbers of its saved models."
     _,p,b = data
-    monkeypatch.setattr(cli, 'get_pascal', lambda source: p); monkeypatch.setattr(cli, 'get_biwi', lambda source: b)
+    monkeypatch.setattr(recipes, 'get_pascal', lambda source: p); monkeypatch.setattr(recipes, 'get_biwi', lambda source: b)
     rep = tmp_path/'report'
     main(['chapter', '--report', str(rep), '--ml-epochs', '1', '--kp-epochs', '1', '--pose-epochs', '1'])
     it = rep/'interpretation'

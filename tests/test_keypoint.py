@@ -377,7 +377,7 @@ def test_head_crop_items_are_cut_from_the_cache(biwi, tmp_path):
 
 def test_pose_dls_shares_the_frame_cache(biwi):
     "At the defaults (64 px crops of 160 px squares, 240x320 batches), `pose_dls` crops from the frames `biwi_dls` cached."
-    from multilabel_regress.image_cache import CachedImage
+    from multilabel_regress.fast_images import CachedImage
     def cache(d): return next(t for t in d.valid.dataset.tls[0].tfms.fs if isinstance(t, CachedImage)).cache
     b = cache(biwi_dls(biwi, bs=8, num_workers=0)); p = cache(pose_dls(biwi, bs=8, num_workers=0))
     assert b.presize == p.presize == (240,320) and b.path == p.path and p.built == 0

@@ -186,10 +186,10 @@ def test_concurrent_generation_on_cold_cache(tmp_path, kind):
 
 @pytest.mark.parametrize('has_syncfs', [True, False])
 def test_folder_flushed_to_disk_before_rename(tmp_path, monkeypatch, has_syncfs):
-    import multilabel_regress.datasets as ds
-    calls = []; real_syncfs = ds._syncfs
-    monkeypatch.setattr(ds, '_syncfs', lambda d: calls.append(('syncfs', Path(d).name)) or (has_syncfs and real_syncfs(d)))
-    monkeypatch.setattr(ds, '_fsync', lambda p: calls.append(('fsync', Path(p).name)))
+    import multilabel_regress.files as files
+    calls = []; real_syncfs = files._syncfs
+    monkeypatch.setattr(files, '_syncfs', lambda d: calls.append(('syncfs', Path(d).name)) or (has_syncfs and real_syncfs(d)))
+    monkeypatch.setattr(files, '_fsync', lambda p: calls.append(('fsync', Path(p).name)))
     d = make_pascal_sample(tmp_path/'p', n_images=6, n_test=1)
     assert calls[0][0] == 'syncfs' and calls[0][1].startswith('.p.') and calls[-1] == ('fsync', tmp_path.name)
     if not has_syncfs: assert {p.name for p in d.rglob('*')} <= {n for k,n in calls if k == 'fsync'}  # each file, one by one
