@@ -7,14 +7,15 @@ with the loaders' default augmentation (`point_aug_transforms` for the centre, t
 `aug=True`) and once with the book's (`aug='fastai'`: `aug_transforms`, fastai's `Brightness` and `Contrast`), in turns.
 The chapter's figures before issue 25 (nbs/07_cli.ipynb, fastai's augmentation): centre 9.52 px (1.49%), pose 1.69 deg.
 
-    python bench/keypoint_quality.py [--only ctr|angles] [--augs ours fastai] [--pose-epochs 30]
+    python bench/keypoint_quality.py [--only ctr|angles] [--augs ours fastai] [--pose-epochs 30] [--seeds 42 0 1]
 """
 import argparse, time, functools, json, os
 from pathlib import Path
 
-def run(target, aug, pose_epochs):
-    "Train the chapter's model for `target` with the loaders' augmentation `aug`; (figures, seconds)."
-    import multilabel_regress.cli as cli
+def run(target, aug, pose_epochs, seed=42):
+    "Train the chapter's model for `target` with the loaders' augmentation `aug`, from `seed`; (figures, seconds)."
+    import multilabel_regress.recipes as cli  # the chapter's recipes (`mlr chapter` runs these)
+    from multilabel_regress.predictions import _centre_errors
     from multilabel_regress.keypoint import _sizes as kp_sizes
     from multilabel_regress.biwi_data import biwi_dls, pose_dls, ANGLE_SCALE
     from multilabel_regress.datasets import get_biwi
@@ -23,11 +24,11 @@ def run(target, aug, pose_epochs):
     try:
         t0 = time.time(); biwi = get_biwi('sample')
         if target == 'ctr':
-            learn,meta,preds,targs = cli.train_keypoint(biwi, 'ctr', 'xresnet_small', (96,128), 4, 3e-3, 32, False)
-            files = list(learn.dls.valid.items); _,_,rmse = cli._centre_errors(preds, targs, files)
+            learn,meta,preds,targs = cli.train_keypoint(biwi, 'ctr', 'xresnet_small', (96,128), 4, 3e-3, 32, False, seed=seed)
+            files = list(learn.dls.valid.items); _,_,rmse = _centre_errors(preds, targs, files)
             res = dict(rmse_px=round(rmse, 2), rmse_pct_width=round(rmse/float(kp_sizes(files)[:,0].mean())*100, 2))
         else:
-            learn,meta,preds,targs = cli.train_keypoint(biwi, 'angles', 'xresnet_small', (64,64), pose_epochs, 1e-2, 32, False, crop_px=160)
+            learn,meta,preds,targs = cli.train_keypoint(biwi, 'angles', 'xresnet_small', (64,64), pose_epochs, 1e-2, 32, False, crop_px=160, seed=seed)
             e = (preds.view(-1,3)-targs.view(-1,3)).abs()*ANGLE_SCALE
             res = dict(mae_deg=round(float(e.mean()), 2), yaw=round(float(e[:,0].mean()), 2), pitch=round(float(e[:,1].mean()), 2), roll=round(float(e[:,2].mean()), 2))
         aug_tfms = [type(t).__name__ for t in learn.dls.train.after_batch.fs]
@@ -40,16 +41,18 @@ def main():
     p.add_argument('--only', choices=['ctr','angles'], default=None)
     p.add_argument('--augs', nargs='+', default=['ours','fastai'], choices=['ours','fastai'])
     p.add_argument('--pose-epochs', type=int, default=30, help="the chapter's 30; fewer only to check the script runs")
+    p.add_argument('--seeds', type=int, nargs='+', default=[42], help="the chapter's 42; several to see the spread between seeds")
     a = p.parse_args()
     load = lambda: ' '.join(open('/proc/loadavg').read().split()[:3]) if os.path.exists('/proc/loadavg') else '?'
     print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: load average {load()}", flush=True)
     out = []
     for target in ('ctr','angles'):
         if a.only not in (None, target): continue
-        for aug in a.augs:
-            r,s = run(target, aug, a.pose_epochs)
-            out.append(dict(target=target, aug=aug, seconds=round(s, 1), load=load(), **r))
-            print(f"{target:6} aug={aug:6}: {json.dumps(r)}  ({s:.0f} s, load average {load()})", flush=True)
+        for seed in a.seeds:
+            for aug in a.augs:
+                r,s = run(target, aug, a.pose_epochs, seed)
+                out.append(dict(target=target, aug=aug, seed=seed, seconds=round(s, 1), load=load(), **r))
+                print(f"{target:6} seed {seed:3} aug={aug:6}: {json.dumps(r)}  ({s:.0f} s, load average {load()})", flush=True)
     print(json.dumps(out))
 
 if __name__ == '__main__': main()

@@ -10,7 +10,7 @@ from PIL import Image, UnidentifiedImageError
 from .files import UserError, DatasetError
 
 # %% auto #0
-__all__ = ['decode_rgb', 'image_errors', 'open_rgb', 'hw']
+__all__ = ['decode_rgb', 'image_errors', 'open_rgb', 'hw', 'figure_bytes', 'compact_figures']
 
 # %% ../nbs/15_appendix_images.ipynb #55958edc
 def decode_rgb(im:Image.Image, # a PIL image of any mode, opened (decoded or not)
@@ -41,3 +41,40 @@ def open_rgb(f:Path, # an image file
 def hw(size)->tuple:
     "`size` (one side, or a (height, width) pair or list) as the pair `(height, width)` of ints."
     return (int(size), int(size)) if isinstance(size, (int, float)) else (int(size[0]), int(size[-1]))
+
+# %% ../nbs/15_appendix_images.ipynb #7c70f2d4
+import io
+import numpy as np
+from matplotlib.figure import Figure
+
+def figure_bytes(fig:Figure, # a matplotlib figure
+                 max_share:float=0.02, # a plot: distinct colours at most this share of the pixels
+                 quality:int=75, # the JPEG quality for photographs
+                )->tuple: # (mime type, bytes)
+    "`fig` rendered as a notebook shows it (its dpi, the tight bounding box): a 256-colour PNG for a plot, a JPEG for photographs."
+    buf = io.BytesIO(); fig.savefig(buf, format='png', dpi=fig.dpi, bbox_inches='tight', facecolor=fig.get_facecolor(), edgecolor=fig.get_edgecolor())
+    im = Image.open(buf).convert('RGB'); a = np.asarray(im, dtype=np.uint32).reshape(-1, 3)
+    out = io.BytesIO()
+    if len(np.unique(a[:,0] << 16 | a[:,1] << 8 | a[:,2])) <= max_share*len(a):
+        im.quantize(256, method=Image.Quantize.MEDIANCUT).save(out, 'png', optimize=True); return 'image/png', out.getvalue()
+    im.save(out, 'jpeg', quality=quality); return 'image/jpeg', out.getvalue()
+
+def compact_figures(shell=None)->bool: # False outside IPython
+    "Show every matplotlib figure of this IPython session (a notebook) as `figure_bytes` renders it."
+    if shell is None:
+        try: from IPython import get_ipython
+        except ImportError: return False
+        shell = get_ipython()
+    if shell is None: return False
+    import matplotlib.pyplot  # the inline backend registers its own PNG formatter on this import: ours must come after it
+    last = {}
+    def render(fig):
+        if last.get('fig') is not fig: last.update(fig=fig, out=figure_bytes(fig))
+        return last['out']
+    def png(fig):  # called first for each figure shown: renders it anew
+        last.clear(); mime,b = render(fig); return b if mime == 'image/png' else None
+    def jpeg(fig): mime,b = render(fig); return b if mime == 'image/jpeg' else None
+    fmts = shell.display_formatter.formatters
+    fmts['image/png'].for_type(Figure, png); fmts['image/jpeg'].for_type(Figure, jpeg)
+    return True
+
