@@ -49,7 +49,7 @@ from matplotlib.figure import Figure
 
 def figure_bytes(fig:Figure, # a matplotlib figure
                  max_share:float=0.02, # a plot: distinct colours at most this share of the pixels
-                 quality:int=75, # the JPEG quality for photographs
+                 quality:int=65, # the JPEG quality for photographs
                 )->tuple: # (mime type, bytes)
     "`fig` rendered as a notebook shows it (its dpi, the tight bounding box): a 256-colour PNG for a plot, a JPEG for photographs."
     buf = io.BytesIO(); fig.savefig(buf, format='png', dpi=fig.dpi, bbox_inches='tight', facecolor=fig.get_facecolor(), edgecolor=fig.get_edgecolor())

@@ -31,7 +31,7 @@ def test_outputs_readable(nb):
 
 def test_notebooks_weigh_little():
     tot = sum(f.stat().st_size for f in NBS)
-    assert tot < 3e6, f"the notebooks weigh {tot/1e6:.2f} MB together (aim: under 3 MB, and 2 MB once the figures are resized for reading): smaller or fewer figures"
+    assert tot < 2e6, f"the notebooks weigh {tot/1e6:.2f} MB together (the limit: 2 MB): smaller or fewer figures, photographs as JPEG (`images.compact_figures` does it for matplotlib figures)"
 
 def _py(code, **env):
     return subprocess.run([sys.executable, '-c', textwrap.dedent(code)], capture_output=True, text=True,
