@@ -308,7 +308,7 @@ def pose_dls(path:Path,            # a biwi_head_pose-style folder (person folde
              shift:float=0.08,     # training: random move of the square, share of its side
              zoom:float=0.1,       # training: random scale of the square (log)
              lighting:float=0.2,   # training: random brightness and contrast (0: none)
-             aug='fastai',         # 'fastai' (the default): fastai's `Brightness` and `Contrast`; `True`: the same lighting in one pass (`PointAffineBatch`), whose pose quality is not yet shown equal over several seeds
+             aug='fastai',         # 'fastai' (the default): fastai's `Brightness` and `Contrast`; `True`: the same lighting in one pass (`PointAffineBatch`), which trained worse head-pose models over three seeds (BENCHMARKS.md)
              cache:bool=True,      # decode each frame once, at `presize`, into an image cache (appendix C); `False`: decode every epoch
              presize=None,         # (h, w) the frames are cached at; `None`: the smallest 1/8 of the frame that keeps every crop's detail
              num_workers:int=None, # data loader processes; `None`: 0 when cached, else fastai's default

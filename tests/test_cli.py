@@ -107,7 +107,6 @@ def test_version(capsys):
     (('train', 'keypoint', '--path', '.', '--target', 'nose'), ['--target', "invalid choice: 'nose'"]),
     (('train', 'multilabel', '--path', '.', '--arch', 'resnet9'), ['--arch', "invalid choice"]),
     (('predict', 'm', 'a.jpg', '--format', 'xml'), ['--format', "invalid choice: 'xml'"]),
-    (('chapter', '--data', 'huge'), ['--data', "invalid choice: 'huge'"]),
     (('sample', 'zebra', 'd'), ["invalid choice: 'zebra'"]),
     (('evaluate', 'm'), ['required: --path']),
     (('train', 'multilabel', '--path', '.', '--pth', '.'), ['unrecognized arguments: --pth']),
