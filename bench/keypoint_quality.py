@@ -14,27 +14,27 @@ from pathlib import Path
 
 def run(target, aug, pose_epochs, seed=42):
     "Train the chapter's model for `target` with the loaders' augmentation `aug`, from `seed`; (figures, seconds)."
-    import multilabel_regress.recipes as cli  # the chapter's recipes (`mlr chapter` runs these)
+    import multilabel_regress.recipes as recipes  # the chapter's recipes (`mlr chapter` runs these)
     from multilabel_regress.predictions import _centre_errors
     from multilabel_regress.keypoint import _sizes as kp_sizes
     from multilabel_regress.biwi_data import biwi_dls, pose_dls, ANGLE_SCALE
     from multilabel_regress.datasets import get_biwi
     real = dict(biwi_dls=biwi_dls, pose_dls=pose_dls)
-    for k,f in real.items(): setattr(cli, k, functools.partial(f, aug=True if aug == 'ours' else 'fastai'))
+    for k,f in real.items(): setattr(recipes, k, functools.partial(f, aug=True if aug == 'ours' else 'fastai'))
     try:
         t0 = time.time(); biwi = get_biwi('sample')
         if target == 'ctr':
-            learn,meta,preds,targs = cli.train_keypoint(biwi, 'ctr', 'xresnet_small', (96,128), 4, 3e-3, 32, False, seed=seed)
+            learn,meta,preds,targs = recipes.train_keypoint(biwi, 'ctr', 'xresnet_small', (96,128), 4, 3e-3, 32, False, seed=seed)
             files = list(learn.dls.valid.items); _,_,rmse = _centre_errors(preds, targs, files)
             res = dict(rmse_px=round(rmse, 2), rmse_pct_width=round(rmse/float(kp_sizes(files)[:,0].mean())*100, 2))
         else:
-            learn,meta,preds,targs = cli.train_keypoint(biwi, 'angles', 'xresnet_small', (64,64), pose_epochs, 1e-2, 32, False, crop_px=160, seed=seed)
+            learn,meta,preds,targs = recipes.train_keypoint(biwi, 'angles', 'xresnet_small', (64,64), pose_epochs, 1e-2, 32, False, crop_px=160, seed=seed)
             e = (preds.view(-1,3)-targs.view(-1,3)).abs()*ANGLE_SCALE
             res = dict(mae_deg=round(float(e.mean()), 2), yaw=round(float(e[:,0].mean()), 2), pitch=round(float(e[:,1].mean()), 2), roll=round(float(e[:,2].mean()), 2))
         aug_tfms = [type(t).__name__ for t in learn.dls.train.after_batch.fs]
         return dict(res, after_batch=aug_tfms), time.time()-t0
     finally:
-        for k,f in real.items(): setattr(cli, k, f)
+        for k,f in real.items(): setattr(recipes, k, f)
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])

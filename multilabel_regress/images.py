@@ -67,13 +67,9 @@ def compact_figures(shell=None)->bool: # False outside IPython
         shell = get_ipython()
     if shell is None: return False
     import matplotlib.pyplot  # the inline backend registers its own PNG formatter on this import: ours must come after it
-    last = {}
-    def render(fig):
-        if last.get('fig') is not fig: last.update(fig=fig, out=figure_bytes(fig))
-        return last['out']
-    def png(fig):  # called first for each figure shown: renders it anew
-        last.clear(); mime,b = render(fig); return b if mime == 'image/png' else None
-    def jpeg(fig): mime,b = render(fig); return b if mime == 'image/jpeg' else None
+    last = {}  # IPython asks for PNG, then JPEG, of each figure it shows: render once, on the PNG call
+    def png(fig): last.update(fig=fig, out=figure_bytes(fig)); mime,b = last['out']; return b if mime == 'image/png' else None
+    def jpeg(fig): mime,b = last['out'] if last.get('fig') is fig else figure_bytes(fig); return b if mime == 'image/jpeg' else None
     fmts = shell.display_formatter.formatters
     fmts['image/png'].for_type(Figure, png); fmts['image/jpeg'].for_type(Figure, jpeg)
     return True
