@@ -169,6 +169,21 @@ _FONT = 10  # points: the figures' text, legible at 100%
 
 def _fig(w, h): return Figure(figsize=(w, h), dpi=100, layout='constrained')
 
+def _image_grid(images:list, # PIL images
+                titles:list, # a title above each
+                texts:list,  # the lines of text under each (a list of strings each)
+                ncols:int=3, W:float=4.2, I:float=3.4, # images per row; a cell's width and its images' largest height, in inches
+               )->tuple: # (the figure, the images' axes)
+    "Images in rows of `ncols`, a title above each and its lines of text under it, placed by hand in inches: a layout engine leaves no room for text under images of fixed aspect."
+    rows = math.ceil(len(images)/ncols); T = 0.3; H = T + I + 0.17*max(map(len, texts), default=0) + 0.25  # a cell: title, image, text
+    fig = Figure(figsize=(W*ncols, H*rows), dpi=100); fw,fh = W*ncols, H*rows; axs = []
+    for k,(im,title,lines) in enumerate(zip(images, titles, texts)):
+        r,c = divmod(k, ncols); h = min(I, (W-0.2)*im.height/im.width); w = h*im.width/im.height; top = fh - r*H - T  # as large as the cell allows
+        ax = fig.add_axes([(c*W + (W-w)/2)/fw, (top-h)/fh, w/fw, h/fh]); ax.imshow(im); ax.set_xticks([]); ax.set_yticks([])
+        ax.set_title(title, fontsize=_FONT); axs.append(ax)
+        if lines: fig.text((c*W + 0.1)/fw, (top-h-0.08)/fh, '\n'.join(lines), fontsize=_FONT, va='top', ha='left')
+    return fig, axs
+
 def _png(fig)->bytes:
     "The figure as PNG bytes, at its own size and 100 dpi."
     buf = BytesIO(); fig.savefig(buf, format='png', dpi=100); return buf.getvalue()

@@ -60,7 +60,7 @@ def figure_bytes(fig:Figure, # a matplotlib figure
     im.save(out, 'jpeg', quality=quality); return 'image/jpeg', out.getvalue()
 
 def compact_figures(shell=None)->bool: # False outside IPython
-    "Show every matplotlib figure of this IPython session (a notebook) as `figure_bytes` renders it."
+    "Show every matplotlib figure of this IPython session (a notebook) as `figure_bytes` renders it, and every RGB PIL image as a JPEG."
     if shell is None:
         try: from IPython import get_ipython
         except ImportError: return False
@@ -72,5 +72,10 @@ def compact_figures(shell=None)->bool: # False outside IPython
     def jpeg(fig): mime,b = last['out'] if last.get('fig') is fig else figure_bytes(fig); return b if mime == 'image/jpeg' else None
     fmts = shell.display_formatter.formatters
     fmts['image/png'].for_type(Figure, png); fmts['image/jpeg'].for_type(Figure, jpeg)
+    def pil_png(im): return None if im.mode == 'RGB' else im._repr_png_()  # IPython would keep both a PNG and a JPEG of a PIL image
+    def pil_jpeg(im):
+        if im.mode != 'RGB': return None
+        out = io.BytesIO(); im.save(out, 'jpeg', quality=85); return out.getvalue()
+    fmts['image/png'].for_type(Image.Image, pil_png); fmts['image/jpeg'].for_type(Image.Image, pil_jpeg)
     return True
 

@@ -216,7 +216,7 @@ def plot_worst_poses(files,       # the frames, in the order of `pred`
                     )->Figure:
     "The `k` frames with the largest mean absolute angle error, zoomed on the head, with the true and predicted angles."
     err = (pred-true).abs().mean(1); idx = torch.argsort(err, descending=True, stable=True)[:k]
-    fig = _fig(3.6*ncols, 4.1*math.ceil(len(idx)/ncols))
+    fig = _fig(3.6*ncols, 4.7*math.ceil(len(idx)/ncols))  # a square view, a title and three lines of angles under it
     for ax,i in zip(_axes_grid(fig, len(idx), ncols), idx.tolist()):
         with Image.open(files[i]) as im: ax.imshow(im.convert('RGB'))
         x,y = ctrs[i].tolist(); ax.set_xlim(x-120, x+120); ax.set_ylim(y+120, y-120)

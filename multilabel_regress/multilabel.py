@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_multilabel.ipynb #28218be9
 from __future__ import annotations
-import warnings
+import warnings, json, textwrap
 from pathlib import Path
 import numpy as np, torch
 from torch import Tensor
@@ -245,8 +245,9 @@ def predict_labels(learn:Learner, # a trained multi-label `Learner`
     return res[0] if one else res
 
 # %% ../nbs/03_multilabel.ipynb #a24e0002
-import json
-from .files import _FONT, _fig, _write_report, _r
+from matplotlib.figure import Figure  # matplotlib's (fastai's star import brings fastcore's HTML `Figure` under the same name)
+from .files import _FONT, _fig, _image_grid, _write_report, _r
+from .images import open_rgb
 
 def _th(thresholds, c):
     "`thresholds` (one, or one per class) as `c` float32 values, the type `predict_labels` compares probabilities with."
@@ -327,13 +328,17 @@ def plot_confusion(cm:np.ndarray, # [c, 2, 2] from `multilabel_confusion`
     ax.xaxis.tick_top(); ax.set_yticks(range(len(vocab)), list(vocab), fontsize=_FONT)
     return fig
 
-def _decided(p, t, th, vocab):
-    "The lines under a top-loss image: its true and predicted labels, and each such class's probability against its threshold."
+def _decided(p, t, th, vocab, width:int=46, most:int=8):
+    "The lines under a top-loss image: its true and predicted labels (wrapped at `width` characters), and at most `most` of those classes (the true ones first, then the most probable false ones), each against its threshold, by probability."
     true,pred = [v for v,x in zip(vocab, t) if x], [v for v,x,h in zip(vocab, p, th) if x > h]
-    lines = [f"true: {', '.join(true) or '(none)'}", f"predicted: {', '.join(pred) or '(none)'}"]
-    for j in sorted({i for i in range(len(vocab)) if t[i] or p[i] > th[i]}, key=lambda j: -float(p[j])):
+    lines = [l for s in (f"true: {', '.join(true) or '(none)'}", f"predicted: {', '.join(pred) or '(none)'}") for l in textwrap.wrap(s, width, subsequent_indent='    ')]
+    js = sorted({i for i in range(len(vocab)) if t[i] or p[i] > th[i]}, key=lambda j: -float(p[j]))
+    keep = sorted([j for j in js if t[j]][:most]); keep += [j for j in js if not t[j]][:most-len(keep)]  # a missed class is never cut
+    for j in [j for j in js if j in keep]:
         what = 'found' if t[j] and p[j] > th[j] else 'missed' if t[j] else 'false'
         lines.append(f"{vocab[j]}: {float(p[j]):.2f} {'>' if p[j] > th[j] else '<='} {float(th[j]):.2f} ({what})")
+    cut = [j for j in js if j not in keep]
+    if cut: lines.append(f"... and {len(cut)} more {'classes' if any(t[j] for j in cut) else 'false positive'+'s'*(len(cut) > 1)}")
     return lines
 
 def plot_multilabel_top_losses(files,          # the image files, in the order of `probs`' rows
@@ -346,14 +351,11 @@ def plot_multilabel_top_losses(files,          # the image files, in the order o
                               )->Figure:
     "The `k` images with the highest loss, with their true labels, predicted labels and the probabilities that decided them."
     probs,targs = _check_preds(probs, targs); th = _th(thresholds, len(vocab))
-    ls,idx = top_loss_images(probs, targs, k); rows = math.ceil(len(idx)/ncols)
-    fig = _fig(4.2*ncols, 4.9*rows); axs = list(fig.subplots(rows, ncols, squeeze=False).flat)
-    for ax,l,i in zip(axs, ls, idx):
-        with Image.open(files[i]) as im: im = im.convert('RGB'); im.thumbnail((400, 400)); ax.imshow(im)
-        ax.set_xticks([]); ax.set_yticks([]); ax.set_title(f'{Path(files[i]).name}: loss {float(l):.3f}', fontsize=_FONT)
-        ax.set_xlabel('\n'.join(_decided(probs[i], targs[i], th, list(vocab))), fontsize=_FONT, loc='left')
-    for ax in axs[len(idx):]: ax.axis('off')
-    return fig
+    ls,idx = top_loss_images(probs, targs, k)
+    text = [_decided(probs[i], targs[i], th, list(vocab)) for i in idx]
+    ims = [open_rgb(files[i]) for i in idx]  # a broken file: an error that names it
+    for im in ims: im.thumbnail((400, 400))
+    return _image_grid(ims, [f'{Path(files[i]).name}: loss {float(l):.3f}' for l,i in zip(ls, idx)], text, ncols)[0]
 
 def plot_false_positives(fpg:Tensor,   # [c, c] from `false_positives_given`
                          targs:Tensor, # 0/1 targets [n, c]: how many images hold each row's class

@@ -178,32 +178,48 @@ def train_keypoint(path:str,                 # a folder in the biwi_head_pose la
     return learn, meta, preds, targs
 
 # %% ../nbs/17_recipes.ipynb #32e55814
-def _plot_sweep(probs, targs, f):
-    import matplotlib; matplotlib.use('Agg', force=False); import matplotlib.pyplot as plt
-    xs = torch.linspace(0.05,0.95,29)
-    fig,ax = plt.subplots(figsize=(5,3.5))
+from matplotlib.figure import Figure
+from sklearn.metrics import precision_recall_curve
+from .files import _fig, _png, _FONT
+
+def _sweep_figure(probs, targs)->Figure:
+    "`accuracy_multi` and micro F1 on the validation images at thresholds 0.05 to 0.95: the book's threshold plot, with F1 beside it."
+    xs = torch.linspace(0.05,0.95,29); fig = _fig(5.5, 3.6); ax = fig.subplots()
     ax.plot(xs, threshold_sweep(probs, targs, xs, metric='accuracy'), label='accuracy_multi')
     ax.plot(xs, threshold_sweep(probs, targs, xs, metric='f1'), label='micro F1')
-    ax.set_xlabel('threshold'); ax.legend(); ax.set_title('validation, by threshold')
-    fig.tight_layout(); fig.savefig(f); plt.close(fig)
+    ax.set_xlabel('threshold', fontsize=_FONT); ax.set_title('validation, by threshold', fontsize=_FONT)
+    ax.legend(fontsize=_FONT); ax.tick_params(labelsize=_FONT)
+    return fig
 
-def _plot_pr(probs, targs, vocab, f):
-    import matplotlib.pyplot as plt
-    from sklearn.metrics import precision_recall_curve
-    fig,ax = plt.subplots(figsize=(6,5))
-    for i,v in enumerate(vocab):
-        if targs[:,i].sum() == 0: continue
-        p,r,_ = precision_recall_curve(targs[:,i].numpy(), probs[:,i].numpy()); ax.plot(r, p, lw=1, label=v)
-    ax.set_xlabel('recall'); ax.set_ylabel('precision'); ax.legend(fontsize=6, ncol=2); ax.set_title('precision-recall per class')
-    fig.tight_layout(); fig.savefig(f); plt.close(fig)
+def _pr_figure(probs, targs, vocab, ncols:int=5)->Figure:
+    "A small precision-recall curve per class, its AP in the title (or 'no positives'): twenty curves on one axis cannot be told apart."
+    ap = per_class_ap(probs, targs); rows = math.ceil(len(vocab)/ncols)
+    fig = _fig(2.3*ncols, 1.9*rows+0.4); axs = fig.subplots(rows, ncols, sharex=True, sharey=True, squeeze=False)
+    for i,ax in enumerate(axs.flat):
+        if i >= len(vocab): ax.axis('off'); continue
+        if targs[:,i].sum() > 0:
+            p,r,_ = precision_recall_curve(targs[:,i].numpy(), probs[:,i].numpy()); ax.plot(r, p, lw=1.2)
+            ax.set_title(f'{vocab[i]}  AP {float(ap[i]):.2f}', fontsize=_FONT)
+        else: ax.set_title(f'{vocab[i]}: no positives', fontsize=_FONT)
+        ax.set_ylim(0, 1.05); ax.tick_params(labelsize=_FONT-1)
+    for ax in axs[-1]: ax.set_xlabel('recall', fontsize=_FONT)
+    for ax in axs[:,0]: ax.set_ylabel('precision', fontsize=_FONT)
+    return fig
 
-def _plot_points(files, pred, true, f):
-    import matplotlib.pyplot as plt
-    n = min(6, len(files)); fig,axs = plt.subplots(2, 3, figsize=(9,5))
-    for ax,i in zip(axs.flat, np.linspace(0, len(files)-1, n).astype(int)):
+def _points_figure(files, pred, true)->Figure:
+    "Six validation frames spread over the held-out person, the true centre (+) and the predicted one (x) on each."
+    n = min(6, len(files)); fig = _fig(10, 5.2); axs = list(fig.subplots(2, 3).flat)
+    for ax in axs: ax.axis('off')
+    for k,(ax,i) in enumerate(zip(axs, np.linspace(0, len(files)-1, n).round().astype(int))):
         ax.imshow(open_rgb(files[i])); ax.scatter(*true[i], c='lime', marker='+', s=150, label='true')
-        ax.scatter(*pred[i], c='red', marker='x', s=80, label='predicted'); ax.set_title(files[i].name, fontsize=8); ax.axis('off')
-    axs.flat[0].legend(fontsize=7); fig.tight_layout(); fig.savefig(f); plt.close(fig)
+        ax.scatter(*pred[i], c='red', marker='x', s=80, label='predicted'); ax.set_title(Path(files[i]).name, fontsize=_FONT)
+        if k == 0: ax.legend(fontsize=_FONT-1, loc='upper right')
+    return fig
+
+def _plot_sweep(probs, targs, f): write_atomic(f, _png(_sweep_figure(probs, targs)))  # each written whole, or not at all
+def _plot_pr(probs, targs, vocab, f): write_atomic(f, _png(_pr_figure(probs, targs, vocab)))
+def _plot_points(files, pred, true, f): write_atomic(f, _png(_points_figure(files, pred, true)))
+
 
 # %% ../nbs/17_recipes.ipynb #7943087b
 def train_points(path:str,                 # a folder with points.csv, or the images of the --coco file
