@@ -6,7 +6,7 @@
 from __future__ import annotations
 import math
 from fastai.vision.all import *
-from .models import get_arch, SoftArgmax, softargmax_model, cut_at_stride  # `SoftArgmax` is re-exported here (the CLI imports it from this module)
+from .archs import get_arch, SoftArgmax, softargmax_model, cut_at_stride  # `SoftArgmax` is re-exported here (the CLI imports it from this module)
 from .biwi_data import ANGLE_SCALE, get_ctr, pose_angles, HeadCrop
 from .datasets import DatasetError
 

@@ -10,7 +10,7 @@ import numpy as np, torch
 from torch import Tensor
 from sklearn.metrics import average_precision_score, precision_recall_curve
 from fastai.vision.all import *
-from .models import get_arch
+from .archs import get_arch
 from .fast_images import _x_type_start
 
 # %% auto #0

@@ -12,7 +12,9 @@ from fastai.vision.all import *
 from .files import UserError, DatasetError, write_atomic
 from .datasets import check_image
 from .points_sample import make_points_sample, crop_box, _FACE_MARGIN
-from .models import get_arch, arch_name, open_rgb, preprocess_meta, model_outputs
+from .archs import get_arch, arch_name
+from .images import open_rgb
+from .models import preprocess_meta, model_outputs
 from .biwi_data import ClampPoints
 from .fast_images import SeededDL
 from .distributed import train_ctx, gather_preds, main_first
