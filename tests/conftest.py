@@ -1,4 +1,5 @@
 import pytest, torch
+from pathlib import Path
 from multilabel_regress.datasets import make_pascal_sample, make_biwi_sample
 
 def pytest_collection_modifyitems(config, items):
@@ -27,3 +28,10 @@ def _image_cache(tmp_path_factory):
     yield
     if old is None: os.environ.pop('MULTILABEL_REGRESS_IMAGES', None)
     else: os.environ['MULTILABEL_REGRESS_IMAGES'] = old
+
+@pytest.fixture
+def tree_state():
+    "A function of a folder: every file and folder in it (and itself) with its size and modification time. Equal before and after a run: the run wrote nothing there (a folder's time changes when a file is made or removed in it, even for a moment)."
+    def state(d):
+        return {str(f.relative_to(d)) + ('/' if f.is_dir() else ''): (f.stat().st_size if f.is_file() else None, f.stat().st_mtime_ns) for f in [Path(d), *sorted(Path(d).rglob('*'))]}
+    return state

@@ -49,10 +49,6 @@ def _split_every_class(df):
     assert (~df['is_valid']).sum() >= 64, 'a training batch of 64 (02, mlr chapter) needs 64 training rows'
     return df
 
-def _files(d):
-    "Every file under `d` with its size and modification time: what must not change."
-    return {str(f.relative_to(d)): (f.stat().st_size, f.stat().st_mtime_ns) for f in sorted(Path(d).rglob('*')) if f.is_file()}
-
 @pytest.fixture(scope='module')
 def real(tmp_path_factory):
     "The environment of a machine that downloaded the real data and weights once: (environment variables, data folder)."
@@ -77,17 +73,17 @@ def real(tmp_path_factory):
     env.pop('MLR_LONG_RUN', None)
     return env, data
 
-def _no_sample(env, data, before, samples_allowed=False):
+def _no_sample(env, data, before, state, samples_allowed=False):
     "No sample generated (unless the notebook teaches the samples), none marked beside the real data, and the real data untouched."
     samples = Path(env['MULTILABEL_REGRESS_DATA'])/'samples'
     if not samples_allowed: assert not samples.exists() or not os.listdir(samples), f'a sample was generated: {os.listdir(samples)}'
     assert not list(Path(env['FASTAI_HOME']).rglob(f'*{SAMPLE_MARKER}')), 'a sample marker appeared beside the real data'
-    assert _files(data) == before, 'the real data folders were written to'
+    assert state(data) == before, 'the real data folders were written to'
 
 @rehearsal
-def test_chapter_full(real, tmp_path):
+def test_chapter_full(real, tmp_path, tree_state):
     "`mlr chapter --data full` finds the real data and the weights as downloaded, offline, and writes its report."
-    env, data = real; before = _files(data)
+    env, data = real; before = tree_state(data)
     env = dict(env, PYTHONPATH=os.pathsep.join([str(ROOT/'tools'/'offline'), env.get('PYTHONPATH', '')]), MLR_NET_LOG=str(tmp_path/'net.log'))
     r = subprocess.run([sys.executable, '-m', 'multilabel_regress.cli', 'chapter', '--data', 'full', '--report', str(tmp_path/'report'),
                         '--ml-epochs', '1', '--kp-epochs', '1', '--pose-epochs', '1'], env=env, capture_output=True, text=True, cwd=tmp_path)
@@ -97,20 +93,20 @@ def test_chapter_full(real, tmp_path):
     assert m['data']['pascal'] == str(data/'pascal_2007') and m['data']['biwi'] == str(data/'biwi_head_pose')
     assert m['multilabel']['valid_images'] == pd.read_csv(data/'pascal_2007'/'train.csv')['is_valid'].sum()
     assert m['keypoint']['valid_person'] == '13' and m['keypoint']['valid_images'] == 10
-    _no_sample(env, data, before)
+    _no_sample(env, data, before, tree_state)
 
 @rehearsal
 @pytest.mark.skipif(importlib.util.find_spec('nbclient') is None or importlib.util.find_spec('ipykernel') is None,
                     reason='running notebooks in a kernel needs nbclient and ipykernel')
 @pytest.mark.parametrize('name', FULL)
-def test_notebook_full(real, name, tmp_path):
+def test_notebook_full(real, name, tmp_path, tree_state):
     "A notebook's full branch runs to the end on the real layout, as Run All in a hosted notebook (no nbdev, offline)."
-    env, data = real; before = _files(data)
+    env, data = real; before = tree_state(data)
     env = dict(env, MULTILABEL_REGRESS_DATA=str(tmp_path/'mlr'))  # its own: what one notebook generates is not laid at the next one's door
     r = subprocess.run([sys.executable, str(ROOT/'tools'/'run_nbs.py'), '--run-all', '--offline', '--check', '--hosted', '--kernel',
                         str(ROOT/'nbs'/f'{name}.ipynb')], env=env, capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-3000:]
-    _no_sample(env, data, before, samples_allowed=name == '00_datasets')  # 00 generates the samples it teaches, and shows the real archives beside them
+    _no_sample(env, data, before, tree_state, samples_allowed=name == '00_datasets')  # 00 generates the samples it teaches, and shows the real archives beside them
 
 def test_every_full_branch_is_rehearsed():
     "Every notebook whose `source` setting `MLR_SOURCE` switches is rehearsed above (a new one cannot be left out)."

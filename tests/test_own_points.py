@@ -15,9 +15,6 @@ ROOT = Path(__file__).parent.parent
 NB = ROOT/'nbs'/'09_points.ipynb'
 RENAME = {'nose_tip': 'snout', 'left_eye_1': 'eye_left', 'right_eye_1': 'eye_right', 'left_mouth_corner': 'mouth_left', 'right_mouth_corner': 'mouth_right'}
 
-def _files(d):
-    return {str(f.relative_to(d)): (f.stat().st_size, f.stat().st_mtime_ns) for f in sorted(Path(d).rglob('*')) if f.is_file()}
-
 def _with_source(tmp, source, coco):
     "A copy of 09 whose settings cell names `source` and `COCO_FILE`, as a learner would edit it."
     nb = json.loads(NB.read_text()); cells = [c for c in nb['cells'] if c['cell_type'] == 'code' and ''.join(c['source']).startswith("source = 'sample'")]
@@ -37,7 +34,7 @@ def faces(tmp_path_factory): return make_points_sample(tmp_path_factory.mktemp('
 
 @pytest.mark.skipif(importlib.util.find_spec('execnb') is None and importlib.util.find_spec('nbclient') is None, reason='running a notebook needs execnb or nbclient')
 @pytest.mark.parametrize('kind', ['csv_five_points', 'csv_and_coco'])
-def test_points_notebook_on_own_folder(faces, tmp_path, kind):
+def test_points_notebook_on_own_folder(faces, tmp_path, kind, tree_state):
     own = tmp_path/'own'/('animals' if kind == 'csv_five_points' else 'faces_copy'); own.mkdir(parents=True)
     df = pd.read_csv(faces/'points.csv')
     if kind == 'csv_five_points':
@@ -49,7 +46,16 @@ def test_points_notebook_on_own_folder(faces, tmp_path, kind):
         for d in ('crops', 'images'): shutil.copytree(faces/d, own/d)
         shutil.copy(faces/'points.csv', own/'points.csv'); coco = own/'keypoints.json'; shutil.copy(faces/'faces_coco.json', coco)
     assert not [p for p in own.rglob('*') if 'sample' in p.name]
-    before = _files(own)
+    before = tree_state(own)
     r = _run(_with_source(tmp_path, own, coco))
     assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-3000:]
-    assert _files(own) == before, 'the own folder was written to'
+    assert tree_state(own) == before, 'the own folder was written to'
+
+def test_tree_state_sees_writes(tmp_path, tree_state):
+    "The check above notices a changed file, a new empty folder, and a file made and removed again."
+    import time
+    (tmp_path/'d').mkdir(); (tmp_path/'d'/'a.txt').write_text('a'); s0 = tree_state(tmp_path)
+    time.sleep(0.05); (tmp_path/'d'/'tmp').write_text('x'); (tmp_path/'d'/'tmp').unlink()
+    assert tree_state(tmp_path) != s0 and tree_state(tmp_path)['d/'] != s0['d/']
+    s1 = tree_state(tmp_path); (tmp_path/'d'/'models').mkdir(); assert 'd/models/' in tree_state(tmp_path) and 'd/models/' not in s1
+    s2 = tree_state(tmp_path); time.sleep(0.05); (tmp_path/'d'/'a.txt').write_text('b'); assert tree_state(tmp_path)['d/a.txt'] != s2['d/a.txt']
