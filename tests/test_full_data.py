@@ -16,7 +16,7 @@ from multilabel_regress.datasets import make_pascal_sample, make_biwi_sample, sa
 
 ROOT = Path(__file__).parent.parent
 # scripts/test.sh (the pinned leg) sets MLR_FULL_REHEARSAL=skip: the newest leg, what a hosted notebook runs, rehearses the real path,
-# and running it in both legs would add about 8 minutes to each
+# and running it in both legs would add about 15 minutes to each (13 notebooks and `mlr chapter`)
 rehearsal = pytest.mark.skipif(os.environ.get('MLR_FULL_REHEARSAL') == 'skip', reason='the real path is rehearsed in the newest leg (scripts/test_latest.sh)')
 # every notebook with a `source` setting that `MLR_SOURCE` switches: the chapter, the notebooks beyond it that read its data, and appendices A to D
 FULL = ['00_datasets', '01_pascal_data', '02_bce', '03_multilabel', '04_biwi_data', '05_keypoint', '06_models', '07_cli', '08_distributed',
