@@ -16,7 +16,10 @@ from pathlib import Path
 import pandas as pd, torch
 from fastai.vision.all import *
 from multilabel_regress.datasets import VOC_CLASSES
-from multilabel_regress.models import xresnet_small, save_model, preprocess_meta
+from multilabel_regress.archs import xresnet_small
+from multilabel_regress.models import save_model
+from multilabel_regress.archs import model_cfg
+from multilabel_regress.preprocessing import data_spec
 from multilabel_regress.distributed import *
 from multilabel_regress.pascal_data import pascal_dls
 
@@ -80,8 +83,10 @@ def main():
         learn.fit(a.epochs, 1e-3, cbs=rec)
         preds,targs = gather_preds(learn)
     train_df = df[~df.is_valid]
-    meta = dict(task='multilabel', arch='xresnet_small', n_out=len(VOC_CLASSES), **preprocess_meta(learn.dls),  # what its loaders did
-                vocab=list(VOC_CLASSES), thresholds=[0.5]*len(VOC_CLASSES))
+    spec = data_spec(learn.dls)   # what its loaders declare, or what their fastai transforms give
+    spec.targets = dict(kind='labels', vocab=list(VOC_CLASSES))
+    meta = dict(task='multilabel', **model_cfg(xresnet_small, 'vision', len(VOC_CLASSES)), data=spec.to_dict(),
+                thresholds=[0.5]*len(VOC_CLASSES))
     def write_all():
         d = save_model(learn.model, out/'model', meta)
         (out/'report.json').write_text(json.dumps(dict(world_size=world_size(), mAP=mean_ap(preds, targs),

@@ -1,4 +1,4 @@
-"""The image cache (appendix C) under real conditions: a full file system (a real 2 MiB tmpfs), files swapped with their
+"""The image cache (appendix F) under real conditions: a full file system (a real 2 MiB tmpfs), files swapped with their
 mtimes kept, many splits of one dataset, a build killed by SIGTERM and by SIGKILL, a caller's PIL image, crops from the
 public `pascal_block` and from the item-by-item path, loaders pickled after a pass and iterated by spawned workers, and
 ranks launched by `torchrun` building one cold cache. Each runs the real thing: mounts, signals, processes."""

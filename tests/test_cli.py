@@ -160,13 +160,29 @@ def test_console_script_runs(ml_model, data, tmp_path):
 def test_train_writes_safe_model(ml_model, data):
     assert sorted(p.name for p in ml_model.iterdir()) == ['model.json', 'model.safetensors']
     meta = json.loads((ml_model/'model.json').read_text())
-    assert meta['task'] == 'multilabel' and len(meta['vocab']) == len(meta['thresholds']) and meta['size'] == [48,48]
+    vocab = meta['data']['targets']['vocab']
+    assert meta['task'] == 'multilabel' and len(vocab) == len(meta['thresholds']) and meta['data']['size'] == [48,48]
     n_valid = int((pd.read_csv(data[1]/'train.csv').is_valid.astype(str) == 'True').sum())
     assert meta['thresholds_tuned_on'] == dict(data=str(data[1].resolve()), csv='train.csv', rows='is_valid=True', images=n_valid)
     # single or per-class thresholds, chosen on held-out evidence, stored with it; prediction uses `thresholds`
     ch = meta['threshold_choice']; ev = ch['evidence']
     assert ch['kind'] == ('per_class' if ev['f1_per_class'] > ev['f1_single'] else 'single') and ev['tuned_on'] + ev['scored_on'] == n_valid
-    if ch['kind'] == 'single': assert meta['thresholds'] == [meta['threshold']]*len(meta['vocab'])
+    if ch['kind'] == 'single': assert meta['thresholds'] == [meta['threshold']]*len(vocab)
+
+def test_train_and_evaluate_print_the_same_map(data, tmp_path, capsys):
+    "`mlr train` and `mlr evaluate` rank the same logits: one mAP for the same model and folder (probabilities tie)."
+    d,p,_ = data
+    out = run(capsys, 'train', 'multilabel', '--path', p, '--out', tmp_path/'m', '--epochs', '1', '--size', '32',
+              '--workers', '0').stdout
+    trained = re.search(r'valid mAP (\d\.\d{4})', out).group(1)
+    evaluated = re.search(r'^mAP: (\d\.\d{4})$', run(capsys, 'evaluate', tmp_path/'m', '--path', p).stdout, re.M).group(1)
+    assert trained == evaluated
+
+def test_scored_map_ranks_logits():
+    "On logits [20, 25, 18, -3] for targets [1, 1, 0, 0] the ranking is perfect; float32 sigmoids tie at 1.0 and lose it."
+    logits,targs = torch.tensor([[20.], [25.], [18.], [-3.]]),torch.tensor([[1.], [1.], [0.], [0.]])
+    assert predictions.scored_map(logits, targs) == (1.0, 1)
+    assert predictions.scored_map(logits.sigmoid(), targs)[0] == pytest.approx(2/3, abs=1e-3)
 
 def test_round_trip_identical(data, tmp_path):
     "Predictions of the trained model in memory and of the model folder loaded back are identical."
@@ -189,8 +205,9 @@ def test_evaluate_and_predict_multilabel(data, ml_model, capsys):
     meta = json.loads((ml_model/'model.json').read_text())
     model,_ = load_model(ml_model); probs = model_outputs(model, meta, imgs).sigmoid()
     for r,q in zip(res, probs):  # labels: the classes over their thresholds, compared unrounded (a validation image can sit on one)
-        assert r['labels'] == [v for v,over in zip(meta['vocab'], (q > torch.tensor(meta['thresholds'])).tolist()) if over]
-        assert all(abs(r['probs'][v] - float(x)) <= 5e-5 for v,x in zip(meta['vocab'], q))
+        vocab = meta['data']['targets']['vocab']
+        assert r['labels'] == [v for v,over in zip(vocab, (q > torch.tensor(meta['thresholds'])).tolist()) if over]
+        assert all(abs(r['probs'][v] - float(x)) <= 5e-5 for v,x in zip(vocab, q))
     run(capsys, 'predict', ml_model, *imgs, '--format', 'csv', '--out', d/'pred.csv')
     assert pd.read_csv(d/'pred.csv')['file'].tolist() == [str(f) for f in imgs]
 
@@ -212,7 +229,7 @@ def test_evaluate_says_where_thresholds_were_tuned(data, ml_model, capsys):
     # the F1 reported is the F1 of the labels `mlr predict` gives, by scikit-learn
     df = pd.read_csv(p/'train.csv'); df = df[df.is_valid]
     res = json.loads(run(capsys, 'predict', ml_model, *[p/'train'/f for f in df.fname]).stdout)
-    assert m['f1_micro'] == pytest.approx(_sk_f1(res, df, json.loads((ml_model/'model.json').read_text())['vocab']), abs=1e-6)
+    assert m['f1_micro'] == pytest.approx(_sk_f1(res, df, json.loads((ml_model/'model.json').read_text())['data']['targets']['vocab']), abs=1e-6)
 
 def test_evaluate_any_csv_and_folder(data, ml_model, capsys):
     "The sample's test split (no is_valid column: every row) is scored with --csv test.csv --folder test."
@@ -222,13 +239,14 @@ def test_evaluate_any_csv_and_folder(data, ml_model, capsys):
     df = pd.read_csv(p/'test.csv')
     assert m['images'] == len(df) == 4 and m['rows'] == 'all' and m['f1_on_tuning_rows'] is False and m['csv'].endswith('test.csv')
     res = json.loads(run(capsys, 'predict', ml_model, *[p/'test'/f for f in df.fname]).stdout)
-    assert m['f1_micro'] == pytest.approx(_sk_f1(res, df, json.loads((ml_model/'model.json').read_text())['vocab']), abs=1e-6)
+    assert m['f1_micro'] == pytest.approx(_sk_f1(res, df, json.loads((ml_model/'model.json').read_text())['data']['targets']['vocab']), abs=1e-6)
     one_line_error(run(capsys, 'evaluate', ml_model, '--path', p, '--csv', 'nope.csv', code=1), 'nope.csv', '--csv')
 
 def test_keypoint_train_evaluate_predict(data, kp_model, capsys):
     d,_,b = data
     meta = json.loads((kp_model/'model.json').read_text())  # frames cached at the batch size, resampled as `aug_transforms` does
-    assert meta['preprocess'] == 'cached_resize' and meta['presize'] == meta['size'] == [48,64] and meta['resample']['align_corners']
+    spec = meta['data']
+    assert spec['kind'] == 'frame' and spec['presize'] == spec['size'] == [48,64] and spec['params']['resample']['align_corners']
     run(capsys, 'evaluate', kp_model, '--path', b, '--json-out', d/'k.json')
     m = json.loads((d/'k.json').read_text())
     assert m['persons'] == ['13'] and m['images'] == 2 and m['rmse_px'] > 0
@@ -239,8 +257,8 @@ def test_keypoint_train_evaluate_predict(data, kp_model, capsys):
 def test_default_model_folders_per_target(data, kp_model, pose_model):
     "The centre and head-pose models get distinct default folders: training one never replaces the other."
     assert kp_model != pose_model
-    assert json.loads((kp_model/'model.json').read_text())['target'] == 'ctr'
-    assert json.loads((pose_model/'model.json').read_text())['target'] == 'angles'
+    assert json.loads((kp_model/'model.json').read_text())['data']['targets']['kind'] == 'point'
+    assert json.loads((pose_model/'model.json').read_text())['data']['targets']['kind'] == 'angles'
 
 def test_train_summary_uses_real_frame_sizes(bcopy, tmp_path, capsys):
     "Frames of 320x240 (intrinsics scaled to match): the summary's centre RMSE is the one `mlr evaluate` measures."
@@ -268,8 +286,9 @@ def test_pose_model_crops_around_the_head(data, pose_model, kp_model, capsys):
     "A head-pose model is trained on crops; it evaluates on true or predicted centres and predicts through a centre model."
     d,_,b = data
     meta = json.loads((pose_model/'model.json').read_text())
-    assert meta['target'] == 'angles' and meta['preprocess'] == 'cached_head_crop' and meta['crop_px'] == 160 and meta['size'] == [32,32]
-    assert meta['presize'] == [120,160]  # the frames cached at a quarter: 32 px crops of 160 px squares need no more
+    spec = meta['data']
+    assert spec['targets']['kind'] == 'angles' and spec['kind'] == 'head_crop' and spec['params']['crop_px'] == 160
+    assert spec['size'] == [32,32] and spec['presize'] == [120,160]  # a quarter of the frame: 32 px crops need no more
     run(capsys, 'evaluate', pose_model, '--path', b, '--json-out', d/'p.json')
     m = json.loads((d/'p.json').read_text())
     assert m['target'] == 'angles' and m['centres'].startswith('true') and m['images'] == 2 and m['mae_deg'] >= 0
@@ -282,11 +301,11 @@ def test_pose_model_crops_around_the_head(data, pose_model, kp_model, capsys):
     assert (res[0]['x'], res[0]['y']) == (ctr['x'], ctr['y']) and set(res[0]) == {'file','x','y','yaw','pitch','roll'}
     # the same crop, cut by hand, gives the same angles
     from multilabel_regress.biwi_data import HeadCrop, RandomHeadCrop
-    from multilabel_regress.models import preprocess
+    from multilabel_regress.preprocessing import DataSpec, preprocess
     model,_ = load_model(pose_model)
-    crop = RandomHeadCrop(32, 160)(HeadCrop.create(f, (ctr['x'], ctr['y'])), split_idx=1)  # the validation crop, decoded as in training
-    x = preprocess(crop, dict(meta, preprocess='resize', presize=None, resample=False))
-    with torch.no_grad(): a = model(x[None])[0]*meta['angle_scale']
+    crop = RandomHeadCrop(32, 160)(HeadCrop.create(f, (ctr['x'], ctr['y'])), split_idx=1)  # the validation crop, at draft scale
+    x = preprocess(crop, DataSpec('fastai', (32,32)))   # the crop as it is, normalised
+    with torch.no_grad(): a = model(x[None])[0]*spec['targets']['scale']
     assert abs(float(a[0]) - res[0]['yaw']) < 0.02 and abs(float(a[2]) - res[0]['roll']) < 0.02
 
 def test_pose_model_needs_a_centre_model(data, pose_model, ml_model, capsys):
@@ -361,7 +380,7 @@ def test_train_extra_spaces_and_odd_modes_work(pcopy, tmp_path, capsys):
         if mode == 'I;16': Image.fromarray(np.asarray(im.convert('L')).astype(np.uint16)*257).save(f, format='PNG')
         else: im.convert(mode).save(f, format='JPEG' if mode in ('L','CMYK') else 'PNG')
     r = run(capsys, 'train', 'multilabel', '--path', pcopy, '--out', tmp_path/'m', '--epochs', 1, '--size', 48, '--workers', 0)
-    meta = json.loads((tmp_path/'m'/'model.json').read_text()); vocab = meta['vocab']
+    meta = json.loads((tmp_path/'m'/'model.json').read_text()); vocab = meta['data']['targets']['vocab']
     assert f"thresholds: {meta['threshold_choice']['kind']} (micro F1 on a held-out half" in r.stdout  # the choice, said
     assert '' not in vocab and all(v == v.strip() for v in vocab)
     res = json.loads(run(capsys, 'predict', tmp_path/'m', *[pcopy/'train'/df.fname[i] for i in range(1,5)]).stdout)
@@ -472,10 +491,10 @@ def test_chapter_times_training_only(data, tmp_path, monkeypatch, capsys):
     assert all(m[k]['train_seconds'] < 1000 for k in ('multilabel', 'keypoint', 'pose')) and m['seconds'] > 2000
     assert (rep/'.mlr-report').exists() and (rep/'models'/'pose'/'model.json').exists()
 
-# --- the README's table of bad inputs, checked against what mlr says -------------------------------
+# --- the reference page's table of bad inputs, checked against what mlr says -----------------------
 
 def _bad_input_cases(data, ml_model, pose_model, tmp):
-    "Each row of the README table: the command line it stands for (on fresh copies of the samples where it damages them)."
+    "Each row of the reference page's table: the command line it stands for (on fresh copies of the samples where it damages them)."
     def pcopy(change=None):
         d = tmp/f'p{len(list(tmp.iterdir()))}'; shutil.copytree(data[1], d)
         if change: change(d)
@@ -514,16 +533,17 @@ def _bad_input_cases(data, ml_model, pose_model, tmp):
         'a label the model does not know (`evaluate`)': lambda: ['evaluate', ml_model, '--path', pcopy(csv(unknown))],
     }
 
-README = Path(__file__).parent.parent/'README.md'
+REFERENCE = Path(__file__).parent.parent/'docs'/'reference.md'
 
-def test_readme_bad_inputs_table(data, ml_model, pose_model, tmp_path, capsys):
-    "README's table of bad inputs says what mlr really does: each row's exit code, and its message within the line mlr prints."
-    txt = README.read_text()
+def test_reference_bad_inputs_table(data, ml_model, pose_model, tmp_path, capsys):
+    "docs/reference.md's table of bad inputs says what mlr does: each row's exit code, its message in the line printed."
+    txt = REFERENCE.read_text()
     m = re.search(r'<!-- bad-inputs -->(.*?)<!-- /bad-inputs -->', txt, re.S)
-    assert m, f"{README} has no table of bad inputs between <!-- bad-inputs --> and <!-- /bad-inputs -->: add it to nbs/index.ipynb"
+    assert m, (f"{REFERENCE} has no table of bad inputs between <!-- bad-inputs --> and <!-- /bad-inputs -->: "
+               "add it to docs/reference.md")
     rows = [[c.strip() for c in l.strip().strip('|').split('|')] for l in m.group(1).strip().splitlines()[2:]]
     cases = _bad_input_cases(data, ml_model, pose_model, tmp_path)
-    assert [r[0] for r in rows] == list(cases), "the README table's rows and the test's cases differ"
+    assert [r[0] for r in rows] == list(cases), "docs/reference.md's table rows and the test's cases differ"
     for what,code,says in rows:
         r = run(capsys, *cases[what](), code=int(code))
         last = r.stderr.strip().splitlines()[-1]
@@ -600,7 +620,8 @@ def test_train_log_to_a_pipe(data, tmp_path):
     assert r.returncode == 0, r.stderr
     for c in BAR_CHARS: assert c not in r.stdout, (c, r.stdout[:500])
     heads, rows = _epoch_rows(r.stdout, ['epoch', 'train_loss', 'valid_loss', 'accuracy_multi', 'mAP', 'time'])
-    assert len(heads) == 1 and [x[0] for x in rows] == ['0', '1', '2']
+    # the sample's recipe is `fine_tune`: two tables, the body frozen (the recipe's 2 epochs), then all of it (--epochs)
+    assert len(heads) == 2 and [x[0] for x in rows] == ['0', '1', '0', '1', '2']
     for x in rows:
         assert len(x) == 6 and all(np.isfinite(float(v)) for v in x[1:5]) and re.fullmatch(r'\d\d:\d\d', x[5])
     assert r.stdout.splitlines()[-2].startswith('trained in ')
@@ -620,12 +641,12 @@ def test_bars_on_a_terminal(monkeypatch):
     from fastai.callback.progress import ProgressCallback
     monkeypatch.setattr(sys.stdout, 'isatty', lambda: True)
     learn = recipes._plain_log(synth_learner())
-    assert any(isinstance(c, ProgressCallback) for c in learn.cbs) and not any(isinstance(c, cli.EpochLines) for c in learn.cbs)
+    assert any(isinstance(c, ProgressCallback) for c in learn.cbs) and not any(isinstance(c, recipes.EpochLines) for c in learn.cbs)
 
 def test_evaluate_prints_no_warning(data, ml_model, tmp_path):
     "A class with no validation image is counted in the output (mAP_classes, classes_without_positives), not a UserWarning on stderr."
     d,p,_ = data
-    df = pd.read_csv(p/'train.csv'); vocab = json.loads((ml_model/'model.json').read_text())['vocab']
+    df = pd.read_csv(p/'train.csv'); vocab = json.loads((ml_model/'model.json').read_text())['data']['targets']['vocab']
     seen = {l for ls in df[df.is_valid].labels for l in ls.split()}
     absent = [v for v in vocab if v not in seen]
     assert absent  # this sample's validation rows lack some classes: the case that warned
@@ -642,7 +663,7 @@ def test_evaluate_metrics_match_sklearn(data, ml_model, capsys):
     d,p,_ = data
     run(capsys, 'evaluate', ml_model, '--path', p, '--json-out', d/'ind.json')
     m = json.loads((d/'ind.json').read_text())
-    meta = json.loads((ml_model/'model.json').read_text()); vocab = meta['vocab']
+    meta = json.loads((ml_model/'model.json').read_text()); vocab = meta['data']['targets']['vocab']
     df = pd.read_csv(p/'train.csv'); df = df[df.is_valid]
     model,_ = load_model(ml_model)
     logits = model_outputs(model, meta, [p/'train'/f for f in df.fname])
@@ -673,3 +694,50 @@ def test_mlr_cache_shows_and_clears(data, tmp_path, monkeypatch, capsys):
     out = run(capsys, 'cache', '--clear').stdout
     assert 'freed' in out and str(root) in out
     assert 'images at' not in run(capsys, 'cache').stdout
+
+# --- points (issue 32) ---
+
+def test_points_epochs_and_steps_help_say_their_defaults(capsys):
+    "`mlr train --help`: --epochs says what points use without it, --steps says its default."
+    h = cli._parser('train').format_help()
+    flat = ' '.join(h.split())
+    assert 'points: from --steps' in flat and re.search(r'--steps STEPS .*\(default: 500\)', flat)
+
+@pytest.fixture(scope='module')
+def dlc_points(tmp_path_factory):
+    from multilabel_regress.points_sample import make_dlc_sample
+    return make_dlc_sample(tmp_path_factory.mktemp('dlc')/'dlc', n_frames=15)
+
+def test_points_dlc_train_evaluate_predict(dlc_points, tmp_path, capsys):
+    "A DeepLabCut CSV trains, evaluates and predicts through `mlr`; train and evaluate print the average position beside the model."
+    f = dlc_points/'labeled-data'/'video1'/'CollectedData_mlr.csv'
+    r = run(capsys, 'train', 'points', '--path', f, '--out', tmp_path/'m', '--steps', 2, '--size', 64)
+    assert re.search(r'\(2 steps\); valid NME [\d.]+ \(bbox\), PCK@0\.1 [\d.]+, mean error [\d.]+ px', r.stdout)
+    line = next(l for l in r.stdout.splitlines() if l.startswith('average position'))
+    assert re.search(r'NME [\d.]+, mean error [\d.]+ px', line)
+    assert 'warning: the model' in r.stdout and 'does not beat the average position' in r.stdout   # two steps: it does not
+    meta = json.loads((tmp_path/'m'/'model.json').read_text())
+    assert meta['source'] == 'dlc' and meta['builder'] == 'heatmap' and len(meta['mean_position']) == 4
+    r = run(capsys, 'evaluate', tmp_path/'m', '--path', dlc_points, '--json-out', tmp_path/'e.json')
+    ev = json.loads((tmp_path/'e.json').read_text())
+    assert ev['baseline_mean_px'] > 0 and f"baseline_mean_px: {ev['baseline_mean_px']:.4f}" in r.stdout
+    assert ('warning: the model' in r.stdout) == (ev['mean_px'] >= ev['baseline_mean_px'])
+    ims = sorted(f.parent.glob('*.jpg'))[:2]
+    r = run(capsys, 'predict', tmp_path/'m', *ims)
+    out = json.loads(r.stdout)
+    assert len(out) == 2 and {'snout_x', 'tailbase_y', 'score'} <= set(out[0])
+    r = run(capsys, 'train', 'points', '--path', tmp_path/'nowhere.csv', '--out', tmp_path/'m2', code=1)
+    assert 'is not a folder' in r.stderr
+
+def test_points_train_log_is_one_line_per_epoch(faces_points, tmp_path):
+    "Off a terminal, `mlr train points` writes the table's lines, no progress bars."
+    r = console('train', 'points', '--path', faces_points, '--out', tmp_path/'m', '--epochs', 2, '--size', 32)
+    assert r.returncode == 0, r.stderr[-2000:]
+    lines = r.stdout.strip().splitlines()
+    assert lines[0].split()[:3] == ['epoch', 'train_loss', 'valid_loss'] and lines[1].split()[0] == '0' and lines[2].split()[0] == '1'
+    assert '\r' not in r.stdout and len(r.stdout) < 2000
+
+@pytest.fixture(scope='module')
+def faces_points(tmp_path_factory):
+    from multilabel_regress.points_sample import make_points_sample
+    return make_points_sample(tmp_path_factory.mktemp('faces')/'faces', n_images=6, size=(128,96))

@@ -1,9 +1,11 @@
 "Checks that need a CUDA GPU: skipped without one (see conftest.py); run them where a GPU is lent."
 import pytest, torch
-from multilabel_regress.models import build_model, model_outputs, save_model, load_model
+from multilabel_regress.models import model_outputs, save_model, load_model
+from multilabel_regress.archs import build_model
+from multilabel_regress.preprocessing import DataSpec
 
-META = dict(task='multilabel', arch='xresnet_small', n_out=20, size=[64,64], preprocess='squish_crop',
-            mean=[0.485,0.456,0.406], std=[0.229,0.224,0.225], vocab=[f'c{i}' for i in range(20)], thresholds=[0.5]*20)
+SPEC = DataSpec('centre_crop', (64,64), targets=dict(kind='labels', vocab=[f'c{i}' for i in range(20)]))
+META = dict(task='multilabel', arch='xresnet_small', n_out=20, data=SPEC.to_dict(), thresholds=[0.5]*20)
 
 @pytest.fixture
 def no_tf32():

@@ -2,7 +2,8 @@
 import random, itertools
 import numpy as np, pytest, torch
 from fastai.vision.all import set_seed, first
-from multilabel_regress.pascal_data import pascal_dls, SeededDL, forked_rng
+from multilabel_regress.pascal_data import pascal_dls
+from multilabel_regress.fast_images import SeededDL, forked_rng
 from multilabel_regress.biwi_data import biwi_dls, pose_dls
 
 # our code must not trigger deprecations (pandas 3 warns about positional arguments, for one)

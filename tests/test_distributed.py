@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np, pandas as pd, pytest, torch
 from fastai.vision.all import set_seed, vision_learner
 from multilabel_regress.datasets import make_pascal_sample, VOC_CLASSES
-from multilabel_regress.models import xresnet_small, load_model, model_outputs
+from multilabel_regress.archs import xresnet_small
+from multilabel_regress.models import load_model, model_outputs
 from multilabel_regress import distributed as D
 
 HERE = Path(__file__).parent

@@ -9,18 +9,22 @@ the full branches' code runs in minutes on a CPU; no figure of quality is checke
 that no sample was generated (but by 00, which teaches the samples and shows the real archives beside them), and that the
 real folders were not written to.
 """
-import os, sys, json, subprocess, importlib.util
+import os, sys, json, shutil, subprocess, importlib.util
 from pathlib import Path
 import pandas as pd, pytest, torch, torchvision
 from multilabel_regress.datasets import make_pascal_sample, make_biwi_sample, sample_marker, is_sample, SAMPLE_MARKER, VOC_CLASSES
 
 ROOT = Path(__file__).parent.parent
-# scripts/test.sh (the pinned leg) sets MLR_FULL_REHEARSAL=skip: the newest leg, what a hosted notebook runs, rehearses the real path,
-# and running it in both legs would add about 15 minutes to each (13 notebooks and `mlr chapter`)
-rehearsal = pytest.mark.skipif(os.environ.get('MLR_FULL_REHEARSAL') == 'skip', reason='the real path is rehearsed in the newest leg (scripts/test_latest.sh)')
-# every notebook with a `source` setting that `MLR_SOURCE` switches: the chapter, the notebooks beyond it that read its data, and appendices A to D
-FULL = ['00_datasets', '01_pascal_data', '02_bce', '03_multilabel', '04_biwi_data', '05_keypoint', '06_models', '07_cli', '08_distributed',
-        '10_appendix_fast_images', '11_appendix_cuda', '12_appendix_image_cache', '14_appendix_point_aug']
+# MLR_FULL_REHEARSAL says which folders the real path is rehearsed on: 'release' (folders like the real archives, in
+# the newest leg: scripts/test_latest.sh), 'minimal' (a learner's smallest subset, in the pinned leg: scripts/test.sh),
+# 'skip', or unset for both; each costs minutes, so each leg runs one
+_REHEARSE = os.environ.get('MLR_FULL_REHEARSAL', 'release minimal')
+rehearsal = pytest.mark.skipif('release' not in _REHEARSE, reason=f'MLR_FULL_REHEARSAL={_REHEARSE}: not on the release-like folders')
+rehearsal_minimal = pytest.mark.skipif('minimal' not in _REHEARSE, reason=f'MLR_FULL_REHEARSAL={_REHEARSE}: not on the minimal folders')
+# every notebook with a `source` setting that `MLR_SOURCE` switches: the chapter, the notebooks beyond it that read its data, and appendices A and E to H
+FULL = ['01_pascal_data', '02_bce', '03_multilabel', '04_biwi_data', '05_keypoint', '08_preprocessing', '09_models', '12_cli',
+        '13_distributed', '14_appendix_datasets', '18_appendix_fast_images', '19_appendix_image_cache', '20_appendix_point_aug',
+        '21_appendix_cuda']
 
 # the files torchvision's weights enums download (fastai asks for weights='DEFAULT'; `pretrained=True` means V1)
 WEIGHTS = {'resnet18-f37072fd.pth': 'resnet18', 'resnet34-b627a593.pth': 'resnet34',
@@ -49,16 +53,49 @@ def _split_every_class(df):
     assert (~df['is_valid']).sum() >= 64, 'a training batch of 64 (02, mlr chapter) needs 64 training rows'
     return df
 
-@pytest.fixture(scope='module')
-def real(tmp_path_factory):
-    "The environment of a machine that downloaded the real data and weights once: (environment variables, data folder)."
-    home = tmp_path_factory.mktemp('real')
-    data = home/'fastai'/'data'
+REAL_FIRST_EIGHT = [True, True, True, False, True, False, True, True]  # the real train.csv: 000012, 000017 train
+
+def _release_like(data):
+    "PASCAL of 140 rows, every class in both splits; BIWI of 15 people, 10 frames each: a learner's fair subset."
     p = make_pascal_sample(data/'pascal_2007', n_images=140, n_test=4)
     df = pd.read_csv(p/'train.csv')
-    df.loc[:7, 'is_valid'] = [True, True, True, False, True, False, True, True]  # as the real train.csv: 000012, 000017 train
+    df.loc[:7, 'is_valid'] = REAL_FIRST_EIGHT
     _split_every_class(df).to_csv(p/'train.csv', index=False)
-    b = make_biwi_sample(data/'biwi_head_pose', n_people=15, n_frames=10)
+    return p, make_biwi_sample(data/'biwi_head_pose', n_people=15, n_frames=10)
+
+def _with_label(labels, c, keep):
+    "The space-separated `labels` without class `c` unless `keep`; an image left with none is a `person`."
+    ls = [l for l in labels.split() if l != c or keep]
+    return ' '.join(ls) or 'person'
+
+def _minimal(data):
+    "The smallest subset a learner might copy: 10 validation rows, classes in one image or none; 6 frames a person."
+    # 72 training rows (one batch of 64) and 10 validation rows (fewer than any batch the notebooks use); `cow` in one
+    # training image, `sheep` in one validation image, no `bus`; BIWI: 13 of 16 people (numbers missing), 07 and 13 among them
+    p = make_pascal_sample(data/'pascal_2007', n_images=82, n_test=4)
+    df = pd.read_csv(p/'train.csv')
+    df['is_valid'] = REAL_FIRST_EIGHT + [False]*(len(df) - 8)
+    extra = 10 - int(df['is_valid'].sum())
+    df.loc[df.index[-extra:], 'is_valid'] = True   # 10 validation rows in all, 72 training rows
+    has = lambda c: df['labels'].str.split().map(lambda l: c in l)
+    cow = df.index[has('cow') & ~df['is_valid']][:1].tolist() or [df.index[~df['is_valid']][-1]]
+    sheep = df.index[has('sheep') & df['is_valid']][:1].tolist() or [df.index[df['is_valid']][-1]]
+    df['labels'] = [_with_label(_with_label(_with_label(l, 'cow', i in cow), 'sheep', i in sheep), 'bus', False)
+                    for i,l in zip(df.index, df['labels'])]
+    for i,c in ((cow[0], 'cow'), (sheep[0], 'sheep')):
+        if c not in df.at[i, 'labels'].split(): df.at[i, 'labels'] += f' {c}'
+    df.to_csv(p/'train.csv', index=False)
+    b = make_biwi_sample(data/'biwi_head_pose', n_people=16, n_frames=6)
+    for person in ('02', '03', '05'):
+        shutil.rmtree(b/person)
+        (b/f'{person}.obj').unlink(missing_ok=True)
+    return p, b
+
+def _real_layout(tmp_path_factory, name, make):
+    "The environment of a machine that downloaded the data and weights once: (environment variables, data folder)."
+    home = tmp_path_factory.mktemp(name)
+    data = home/'fastai'/'data'
+    p,b = make(data)
     for d in (p, b): sample_marker(d).unlink()
     assert not is_sample(p) and not is_sample(b) and not list(home.rglob(f'*{SAMPLE_MARKER}'))
     ck = home/'torch'/'hub'/'checkpoints'; ck.mkdir(parents=True)
@@ -73,12 +110,41 @@ def real(tmp_path_factory):
     env.pop('MLR_LONG_RUN', None)
     return env, data
 
+@pytest.fixture(scope='module')
+def real(tmp_path_factory): return _real_layout(tmp_path_factory, 'real', _release_like)
+
+@pytest.fixture(scope='module')
+def minimal(tmp_path_factory): return _real_layout(tmp_path_factory, 'minimal', _minimal)
+
+def test_minimal_folders(minimal):
+    "The minimal subset is what it says: fewer validation rows than a batch, classes held by one image or none."
+    _,data = minimal
+    df = pd.read_csv(data/'pascal_2007'/'train.csv')
+    labels = df['labels'].str.split()
+    count = lambda c, valid: int((labels.map(lambda l: c in l) & (df['is_valid'] == valid)).sum())
+    assert (int(df['is_valid'].sum()), int((~df['is_valid']).sum())) == (10, 72)
+    assert (count('cow', False), count('cow', True), count('sheep', False), count('sheep', True)) == (1, 0, 0, 1)
+    assert count('bus', False) + count('bus', True) == 0
+    people = sorted(d.name for d in (data/'biwi_head_pose').iterdir() if d.is_dir())
+    assert len(people) == 13 and {'07', '13'} <= set(people) and '02' not in people
+    assert {len(list((data/'biwi_head_pose'/p).glob('*_rgb.jpg'))) for p in people} == {6}
+
 def _no_sample(env, data, before, state, samples_allowed=False):
     "No sample generated (unless the notebook teaches the samples), none marked beside the real data, and the real data untouched."
     samples = Path(env['MULTILABEL_REGRESS_DATA'])/'samples'
     if not samples_allowed: assert not samples.exists() or not os.listdir(samples), f'a sample was generated: {os.listdir(samples)}'
     assert not list(Path(env['FASTAI_HOME']).rglob(f'*{SAMPLE_MARKER}')), 'a sample marker appeared beside the real data'
     assert state(data) == before, 'the real data folders were written to'
+
+def _run_full_branch(name, env, data, tmp_path, tree_state):
+    "Run notebook `name` as a hosted Run All on the real layout in `data`, then check nothing was written there."
+    before = tree_state(data)
+    env = dict(env, MULTILABEL_REGRESS_DATA=str(tmp_path/'mlr'))  # its own: what one notebook generates is not laid at the next one's door
+    r = subprocess.run([sys.executable, str(ROOT/'tools'/'run_nbs.py'), '--run-all', '--offline', '--check', '--hosted',
+                        '--kernel', str(ROOT/'nbs'/f'{name}.ipynb')], env=env, capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-3000:]
+    # appendix A generates the samples it teaches, and shows the real archives beside them
+    _no_sample(env, data, before, tree_state, samples_allowed=name == '14_appendix_datasets')
 
 @rehearsal
 def test_chapter_full(real, tmp_path, tree_state):
@@ -101,12 +167,31 @@ def test_chapter_full(real, tmp_path, tree_state):
 @pytest.mark.parametrize('name', FULL)
 def test_notebook_full(real, name, tmp_path, tree_state):
     "A notebook's full branch runs to the end on the real layout, as Run All in a hosted notebook (no nbdev, offline)."
-    env, data = real; before = tree_state(data)
-    env = dict(env, MULTILABEL_REGRESS_DATA=str(tmp_path/'mlr'))  # its own: what one notebook generates is not laid at the next one's door
-    r = subprocess.run([sys.executable, str(ROOT/'tools'/'run_nbs.py'), '--run-all', '--offline', '--check', '--hosted', '--kernel',
-                        str(ROOT/'nbs'/f'{name}.ipynb')], env=env, capture_output=True, text=True, cwd=ROOT)
-    assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-3000:]
-    _no_sample(env, data, before, tree_state, samples_allowed=name == '00_datasets')  # 00 generates the samples it teaches, and shows the real archives beside them
+    _run_full_branch(name, *real, tmp_path, tree_state)
+
+# every notebook the setting switches runs on the minimal folders too: a check in a full branch must derive the sizes it
+# expects (batches, classes, frames, people) from the data it was given
+MINIMAL = FULL
+
+@rehearsal_minimal
+def test_chapter_minimal(minimal, tmp_path, tree_state):
+    "`mlr chapter --data full` on the smallest subset: 10 validation rows, classes held by one image or none, 6 frames."
+    env, data = minimal; before = tree_state(data)
+    r = subprocess.run([sys.executable, '-m', 'multilabel_regress.cli', 'chapter', '--data', 'full', '--report',
+                        str(tmp_path/'report'), '--ml-epochs', '1', '--kp-epochs', '1', '--pose-epochs', '1'],
+                       env=env, capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    m = json.loads((tmp_path/'report'/'metrics.json').read_text())
+    assert m['multilabel']['valid_images'] == 10 and m['keypoint']['valid_images'] == 6
+    _no_sample(env, data, before, tree_state)
+
+@rehearsal_minimal
+@pytest.mark.skipif(importlib.util.find_spec('nbclient') is None or importlib.util.find_spec('ipykernel') is None,
+                    reason='running notebooks in a kernel needs nbclient and ipykernel')
+@pytest.mark.parametrize('name', MINIMAL)
+def test_notebook_minimal(minimal, name, tmp_path, tree_state):
+    "A notebook's full branch runs to the end on the smallest subset a learner might copy, as Run All in a hosted notebook."
+    _run_full_branch(name, *minimal, tmp_path, tree_state)
 
 def test_every_full_branch_is_rehearsed():
     "Every notebook whose `source` setting `MLR_SOURCE` switches is rehearsed above (a new one cannot be left out)."

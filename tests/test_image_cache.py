@@ -1,4 +1,4 @@
-"""The image cache (appendix C, `multilabel_regress.image_cache`) on real JPEGs: built by several processes at once,
+"""The image cache (appendix F, `multilabel_regress.image_cache`) on real JPEGs: built by several processes at once,
 rebuilt row by row when files change, read safely while another process rebuilds it; `CachedDL`'s gathered batches
 against fastai's item-by-item path; `RandomResizedCropBatch` against a brute-force crop-and-resize and fastai's own
 `RandomResizedCrop` geometry; pickling, `learn.export` and fastai's `DistributedDL` on the cached `pascal_dls`.

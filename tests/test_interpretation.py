@@ -85,7 +85,7 @@ def _valid_rows(p):
 
 def _check_multilabel(rep, model_dir, p):
     "The JSON's numbers, recomputed from the model folder: its outputs on the validation rows, scored with scikit-learn and numpy."
-    model,meta = load_model(model_dir); vocab = meta['vocab']; df = _valid_rows(p)
+    model,meta = load_model(model_dir); vocab = meta['data']['targets']['vocab']; df = _valid_rows(p)
     files = [p/'train'/f for f in df.fname]
     probs = model_outputs(model, meta, files).sigmoid().numpy()
     targs = np.array([[int(v in l.split()) for v in vocab] for l in df.labels])
@@ -143,7 +143,7 @@ def test_evaluate_report_pose(data, models, tmp_path):
     _pngs(out, rep['figures']); assert len(rep['figures']) == 3
     model,meta = load_model(models.pose); files = sorted((b/'13').glob('frame_*_rgb.jpg'))
     ctrs = torch.stack([get_ctr(f) for f in files]).float()
-    pred = model_outputs(model, meta, files, ctrs=ctrs).view(-1, 3).numpy()*meta['angle_scale']  # crops around the true centres
+    pred = model_outputs(model, meta, files, ctrs=ctrs).view(-1, 3).numpy()*meta['data']['targets']['scale']  # crops around the true centres
     true = np.array([list(pose_angles(f)) for f in files])
     e = np.abs(pred-true)
     assert rep['mae_deg'] == pytest.approx(e.mean(), abs=1e-3)

@@ -6,6 +6,7 @@ from torch.testing import assert_close
 from multilabel_regress.datasets import DatasetError, RGB_CAL, pose_text, rotation_from_angles
 from multilabel_regress.biwi_data import *
 from multilabel_regress.keypoint import *
+from multilabel_regress.preprocessing import head_crop
 from fastai.vision.all import L, PILImage
 from PIL import Image
 from scipy.spatial.transform import Rotation
@@ -261,9 +262,8 @@ def test_cached_targets_are_the_uncached_ones(biwi_320, aug):
         for (xa,ya),(xb,yb) in zip(a, b):
             assert xa.shape == xb.shape == (len(xa),3,48,64)
             assert_close(ya.as_subclass(torch.Tensor), yb.as_subclass(torch.Tensor), atol=1e-6, rtol=0)
-    # a frame outside the cache (a copy): its size from its header, its target the same
+    # a frame outside the cache and the poses read (a copy): its size from its header, its pose file read now
     f = c.valid.items[0]; g = biwi_320/'13'/('copy_' + Path(f).name); shutil.copy(f, g); shutil.copy(str(f)[:-7]+'pose.txt', str(g)[:-7]+'pose.txt')
-    c.poses.table[str(g)] = c.poses[f]
     ty = c.test_dl([f, g], with_labels=True).one_batch()[1]
     assert torch.equal(ty[0], ty[1]) and torch.equal(ty[0], c.valid.one_batch()[1][0])
     assert torch.equal(c.test_dl([str(f), str(g)]).one_batch()[0], c.test_dl([f, g]).one_batch()[0])  # file names as strings too
@@ -297,18 +297,17 @@ def test_softargmax_learner(biwi):
     with pytest.raises(ValueError, match="head='pool'"): keypoint_learner(adls, arch='xresnet_small', pretrained=False, head='softargmax')
     with pytest.raises(ValueError, match='unknown architecture'): keypoint_learner(dls, arch='resnet9', pretrained=False)
 
-def test_one_softargmax_class(biwi):
-    "keypoint.py re-exports models.py's `SoftArgmax`: a model rebuilt by `models.softargmax_model` (how saved models load) is one the CLI's `isinstance(model[-1], keypoint.SoftArgmax)` recognises, and `keypoint_learner` builds the same model."
-    import multilabel_regress.keypoint as kp, multilabel_regress.models as mm
-    from multilabel_regress.cli import _builder  # the CLI imports SoftArgmax from keypoint
-    assert kp.SoftArgmax is mm.SoftArgmax and kp.cut_at_stride is mm.cut_at_stride
-    rebuilt = mm.softargmax_model(mm.get_arch('xresnet_small'), stride=8)
-    assert isinstance(rebuilt[-1], kp.SoftArgmax) and _builder(rebuilt, stride=8) == dict(builder='softargmax', stride=8)
+def test_softargmax_learner_describes_its_model(biwi):
+    "`keypoint_learner` records how it built its model (`learn.model_cfg`); `build_model` builds the same layers from it."
+    from multilabel_regress.archs import build_model, SoftArgmax
     dls = biwi_dls(biwi, size=(48,64), bs=8, presize=(48,64), num_workers=0)
     learn = keypoint_learner(dls, arch='xresnet_small', pretrained=False, head='softargmax')
-    assert type(learn.model[1]) is mm.SoftArgmax
+    rebuilt = build_model(learn.model_cfg)
+    assert type(learn.model[1]) is SoftArgmax and learn.model_cfg['builder'] == 'softargmax'
     assert [type(m) for m in learn.model[0].children()] == [type(m) for m in rebuilt[0].children()]
-    rebuilt.load_state_dict(learn.model.state_dict())  # the same layers, so a saved learner's weights load into the rebuilt model
+    rebuilt.load_state_dict(learn.model.state_dict())  # the same layers: a saved learner's weights load into it
+    pool = keypoint_learner(dls, arch='xresnet_small', pretrained=False)
+    assert pool.model_cfg == dict(arch='xresnet_small', builder='vision', n_out=2, y_range=[-1, 1])
 
 # --- head crops for the angles -------------------------------------------------------------------
 
@@ -327,12 +326,13 @@ def test_pose_dls(biwi):
     dls = pose_dls(biwi, size=32, bs=8, num_workers=0, seed=0)
     xb,yb = dls.train.one_batch()
     assert xb.shape == (8,3,32,32) and yb.shape == (8,3)
-    assert {Path(f).parent.name for f in dls.valid.items} == {'13'} and dls.target == 'angles' and dls.crop_px == 160
+    assert {Path(f).parent.name for f in dls.valid.items} == {'13'}
+    assert dls.spec.targets['kind'] == 'angles' and dls.spec.params['crop_px'] == 160
     vx,vy = dls.valid.one_batch()
     assert_close(vy.as_subclass(torch.Tensor)*ANGLE_SCALE, torch.tensor([pose_angles(f) for f in dls.valid.items], dtype=torch.float32), atol=1e-3, rtol=0)
     # the validation crops do not change from one pass to the next; the training ones do
     assert torch.equal(vx, dls.valid.one_batch()[0])
-    f = dls.train.items[0]; hc = HeadCrop.create(f, dls.poses[f]['ctr'])
+    f = dls.train.items[0]; hc = HeadCrop.create(f, get_ctr(f))
     t = RandomHeadCrop(size=32)
     outs = {np.asarray(t(hc, split_idx=0)).tobytes() for _ in range(5)}
     assert len(outs) > 1
@@ -371,7 +371,7 @@ def test_head_crop_items_are_cut_from_the_cache(biwi, tmp_path):
     d = tmp_path/'biwi'; shutil.copytree(biwi, d)
     for f in (d/'13').glob('*_rgb.jpg'): Image.open(f).save(f, 'PNG')
     dls = pose_dls(d, size=32, bs=8, num_workers=0)
-    files = dls.valid.items; ctrs = [dls.poses[f]['ctr'] for f in files]
+    files = dls.valid.items; ctrs = [get_ctr(f) for f in files]
     a = dls.test_dl(L(HeadCrop.create(f, c) for f,c in zip(files, ctrs))).one_batch()[0]
     assert torch.equal(a, dls.valid.one_batch()[0]) and torch.equal(a, dls.test_dl(files).one_batch()[0])
 

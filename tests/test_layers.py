@@ -1,4 +1,4 @@
-"The package's layering: every module imports only modules listed below it in the README's table of notebooks, none inside a function, and no module is longer than the layering allows."
+"The package's layering: every module imports only modules listed below it in the table of layers (docs/reference.md), none inside a function, and no module is longer than the layering allows."
 import ast, re, sys
 from pathlib import Path
 import pytest
@@ -21,8 +21,8 @@ def _imports(m):
     return res
 
 def _table():
-    "The README's table of notebooks: the modules, top down, with their layer."
-    rows = re.findall(r'^\| (top|models|data|bottom) \| `[^`]+` \| `(\w+)` \|', (PKG.parent/'README.md').read_text(), re.M)
+    "The table of layers in docs/reference.md: the modules, top down, with their layer."
+    rows = re.findall(r'^\| (top|models|data|bottom) \| `[^`]+` \| `(\w+)` \|', (PKG.parent/'docs'/'reference.md').read_text(), re.M)
     return [m for _,m in rows], dict((m,l) for l,m in rows)
 
 def test_table_lists_every_module_once():
@@ -32,7 +32,7 @@ def test_table_lists_every_module_once():
 def test_imports_go_down_the_table():
     order,_ = _table(); pos = {m: i for i,m in enumerate(order)}
     up = [(m, d, line) for m in MODULES for d,line,_ in _imports(m) if pos[d] <= pos[m]]
-    assert not up, f"imports of a module not below in the README's table: {up}"
+    assert not up, f"imports of a module not below in the table of layers (docs/reference.md): {up}"
 
 def test_no_import_inside_a_function():
     nested = [(m, d, line) for m in MODULES for d,line,inner in _imports(m) if inner]
@@ -45,7 +45,7 @@ def test_layers_in_order():
 @pytest.mark.parametrize('m', MODULES, ids=lambda m: f'{m}.py')
 def test_module_size(m):
     n = len((PKG/f'{m}.py').read_text().splitlines())
-    assert n <= (300 if m == 'cli' else 400), f"{m}.py has {n} lines"
+    assert n <= (300 if m == 'cli' else 500), f"{m}.py has {n} lines: split it by job"
 
 def test_the_check_sees_an_upward_import(tmp_path, monkeypatch):
     "The walk finds an import hidden in a function, and one of a module above."

@@ -6,7 +6,8 @@ from sklearn.metrics import average_precision_score, f1_score
 from torch.testing import assert_close
 
 from multilabel_regress.datasets import VOC_CLASSES
-from multilabel_regress.pascal_data import (LazyImage, DraftResizedCrop, BoolColSplitter, pascal_dls, pascal_vocab)
+from multilabel_regress.pascal_data import pascal_dls, pascal_vocab
+from multilabel_regress.fast_images import LazyImage, DraftResizedCrop, BoolColSplitter
 from multilabel_regress.bce import binary_cross_entropy
 from multilabel_regress.multilabel import (per_class_ap, mean_average_precision, f1_scores, threshold_sweep,
                                            best_threshold, per_class_thresholds, choose_thresholds, voc07_ap, voc07_map,

@@ -73,3 +73,41 @@ def test_run_all_fails_a_notebook_that_downloads(tmp_path):
     assert run().returncode == 0                     # as nbdev_test: the `eval: false` cell is skipped
     r = run('--run-all', '--offline')                # as Run All: it runs, and its download is caught
     assert r.returncode != 0 and 'tried to reach the network' in r.stdout and 'example.org' in r.stdout
+
+README = ROOT/'README.md'
+_re_link = re.compile(r'\]\(([^)\s]+)\)')
+
+def _tracked():
+    "The files git tracks in the repository, or None where git or the repository is missing."
+    try: r = subprocess.run(['git', 'ls-files'], capture_output=True, text=True, cwd=ROOT)
+    except OSError: return None
+    return set(r.stdout.splitlines()) if r.returncode == 0 else None
+
+def _relative_links(md:str)->list:
+    "The targets of the markdown links in `md` that point into the repository, without their anchors."
+    return [u.split('#')[0] for u in _re_link.findall(md) if not re.match(r'[a-z]+:|#', u)]
+
+def test_readme_starts_a_reader():
+    "README.md is a first page: short, names the first notebook, lists every notebook, links only files a clone has."
+    text = README.read_text()
+    assert len(text.split()) <= 1050, f'README.md has {len(text.split())} words: move reference material to docs/reference.md'
+    assert '(nbs/01_pascal_data.ipynb)' in text, 'README.md does not say which notebook to open first'
+    assert '_site/' not in ''.join(_re_link.findall(text)), 'README.md links into _site/, which a clone lacks'
+    tracked = _tracked()
+    if tracked is None: pytest.skip('git ls-files is unavailable here')
+    for doc in (README, ROOT/'docs'/'reference.md'):   # relative links resolve to tracked files, on GitHub and in a clone
+        rel = doc.parent.relative_to(ROOT)
+        missing = [u for u in _relative_links(doc.read_text())
+                   if os.path.normpath(rel/u) not in tracked]
+        assert not missing, f'{doc.name} links to files the repository does not track: {missing}'
+    listed = re.findall(r'^\| \[`(\w+)`\]\(nbs/\1\.ipynb\) \|', text, re.M)
+    numbered = [p.stem for p in sorted((ROOT/'nbs').glob('[0-9]*.ipynb'))]
+    assert sorted(listed) == numbered, f'the notebooks table and nbs/ differ: {set(listed) ^ set(numbered)}'
+
+def test_readme_gives_the_main_commands_time():
+    "README.md says how long `bash scripts/main.sh` takes, measured (no `XX` placeholder left)."
+    text = README.read_text()
+    # the time on the line above the command: the command's own line stays the one .ci/run runs
+    assert re.search(r'# about \d+ minutes[^\n]*\nbash scripts/main\.sh\n', text), 'no measured time for scripts/main.sh'
+    assert re.search(r'# about \d+ minutes[^\n]*\nbash scripts/test\.sh\n', text), 'no measured time for scripts/test.sh'
+    assert 'about XX' not in text   # (`frame_XXXXX_rgb.jpg` names a file, not a placeholder)

@@ -1,4 +1,4 @@
-"""`09_points` on a folder of one's own: the notebook's one setting (`source`, and `COCO_FILE` beside it) pointed at a
+"""`06_points` on a folder of one's own: the notebook's one setting (`source`, and `COCO_FILE` beside it) pointed at a
 points folder that is not the sample, run top to bottom as a hosted notebook's Run All does (no nbdev, network blocked).
 
 Two folders a learner could bring: five points with other names (two left/right pairs, one on the middle line) in a
@@ -6,13 +6,13 @@ points.csv and no COCO file; and a copy of the faces' folder with its COCO keypo
 carries a sample marker. What is checked: every cell runs (the notebook's own tests included), and the folder is read,
 never written to.
 """
-import json, shutil, subprocess, sys, importlib.util
+import json, os, shutil, subprocess, sys, importlib.util
 from pathlib import Path
 import pandas as pd, pytest
 from multilabel_regress.points import make_points_sample
 
 ROOT = Path(__file__).parent.parent
-NB = ROOT/'nbs'/'09_points.ipynb'
+NB = ROOT/'nbs'/'06_points.ipynb'
 RENAME = {'nose_tip': 'snout', 'left_eye_1': 'eye_left', 'right_eye_1': 'eye_right', 'left_mouth_corner': 'mouth_left', 'right_mouth_corner': 'mouth_right'}
 
 def _with_source(tmp, source, coco):
@@ -27,7 +27,7 @@ def _with_source(tmp, source, coco):
 def _run(nb):
     kernel = [] if importlib.util.find_spec('execnb') else ['--kernel']  # the newest leg has no execnb: a Jupyter kernel
     return subprocess.run([sys.executable, str(ROOT/'tools'/'run_nbs.py'), '--run-all', '--offline', '--check', '--hosted', *kernel, str(nb)],
-                          capture_output=True, text=True, cwd=ROOT)
+                          capture_output=True, text=True, cwd=ROOT, env=dict(os.environ, MLR_POINTS_STEPS='30'))  # a short training: the cells, not the figures
 
 @pytest.fixture(scope='module')
 def faces(tmp_path_factory): return make_points_sample(tmp_path_factory.mktemp('gen')/'faces', n_images=40)

@@ -8,7 +8,8 @@ from multilabel_regress.pascal_data import pascal_dls
 from multilabel_regress.biwi_data import biwi_dls, pose_dls
 from multilabel_regress.multilabel import multilabel_learner
 from multilabel_regress.keypoint import keypoint_learner
-from multilabel_regress.models import save_model, load_model, model_outputs, preprocess_meta
+from multilabel_regress.models import save_model, load_model, model_outputs, learner_meta
+from multilabel_regress.biwi_data import get_ctr
 
 ATOL = 1e-4  # logits, points in [-1, 1] and scaled angles: the same pixels through the same weights, batched differently
 
@@ -25,8 +26,9 @@ def _odd_modes(files):
         im.save(f, fmt)
         assert Image.open(f).mode == mode
 
-def _save_load(learn, dls, tmp_path, **meta):
-    d = save_model(learn.model, tmp_path/'model', dict(meta, **preprocess_meta(dls)))
+def _save_load(learn, tmp_path, task, **meta):
+    "Save `learn`'s model with what its loaders declare (`learner_meta`), and load it back."
+    d = save_model(learn.model, tmp_path/'model', learner_meta(learn, task, **meta))
     return load_model(d)
 
 def _check(learn, model, meta, files, ctrs=None):
@@ -41,10 +43,9 @@ def test_multilabel_parity(pascal, tmp_path, cache, monkeypatch):
     df = pd.read_csv(path/'train.csv'); _odd_modes([path/'train'/f for f in df.fname[df.is_valid]])
     set_seed(0); dls = pascal_dls(path, size=40, bs=8, seed=0, cache=cache)
     learn = multilabel_learner(dls, 'xresnet_small'); learn.model.eval()
-    model,meta = _save_load(learn, dls, tmp_path, task='multilabel', arch='xresnet_small', n_out=len(dls.vocab), builder='arch',
-                            vocab=list(dls.vocab), thresholds=[0.5]*len(dls.vocab))
-    if cache: assert meta['preprocess'] == 'cached_crop' and meta['presize'] == [56,56] and meta['size'] == [40,40]
-    else: assert meta['preprocess'] == 'squish_crop' and meta['draft'] and meta['size'] == [40,40]
+    model,meta = _save_load(learn, tmp_path, 'multilabel', thresholds=[0.5]*len(dls.vocab))
+    d = meta['data']
+    assert (d['kind'], d['presize'], d['size'], meta['builder']) == ('centre_crop', [56,56], [40,40], 'arch')
     _check(learn, model, meta, [path/'train'/r.fname for r in dls.valid.items])
 
 @pytest.mark.parametrize('cache', [True, False])
@@ -55,9 +56,9 @@ def test_centre_parity(biwi, tmp_path, size, presize, cache, monkeypatch):
     _odd_modes(sorted((path/'13').glob('frame_*_rgb.jpg')))
     set_seed(0); dls = biwi_dls(path, size=size, presize=presize, bs=4, seed=0, num_workers=0, cache=cache)
     learn = keypoint_learner(dls, 'xresnet_small', pretrained=False, head='softargmax'); learn.model.eval()
-    model,meta = _save_load(learn, dls, tmp_path, task='keypoint', target='ctr', arch='xresnet_small', n_out=2, builder='softargmax', stride=8)
-    assert meta['size'] == list(size) and meta['preprocess'] == ('cached_resize' if cache else 'resize')
-    if cache: assert meta['presize'] == list(presize or size)  # cached at `size` unless told otherwise
+    model,meta = _save_load(learn, tmp_path, 'keypoint')
+    assert meta['data']['size'] == list(size) and meta['data']['kind'] == 'frame' and meta['builder'] == 'softargmax'
+    assert meta['data']['presize'] == list(presize or size)  # decoded at `size` unless told otherwise
     _check(learn, model, meta, list(dls.valid.items))
 
 @pytest.mark.parametrize('cache', [True, False])
@@ -67,9 +68,8 @@ def test_head_pose_parity(biwi, tmp_path, cache, monkeypatch):
     _odd_modes(sorted((path/'13').glob('frame_*_rgb.jpg')))
     set_seed(0); dls = pose_dls(path, size=32, bs=4, seed=0, num_workers=0, cache=cache)
     learn = keypoint_learner(dls, 'xresnet_small', pretrained=False, ps=0.1); learn.model.eval()
-    model,meta = _save_load(learn, dls, tmp_path, task='keypoint', target='angles', arch='xresnet_small', n_out=3, builder='vision',
-                            y_range=[-1.,1.], angle_scale=1.)
-    assert meta['preprocess'] == ('cached_head_crop' if cache else 'head_crop') and meta['crop_px'] == 160
-    if cache: assert meta['presize'] == [120,160]  # 32 px from 160*exp(-0.1): a quarter of the 480x640 frame holds the detail
-    files = list(dls.valid.items); ctrs = [dls.poses[f]['ctr'] for f in files]
+    model,meta = _save_load(learn, tmp_path, 'keypoint')
+    assert meta['data']['kind'] == 'head_crop' and meta['data']['params']['crop_px'] == 160
+    assert meta['data']['presize'] == [120,160]  # 32 px from 160*exp(-0.1): a quarter of the 480x640 frame holds the detail
+    files = list(dls.valid.items); ctrs = [get_ctr(f) for f in files]
     _check(learn, model, meta, files, ctrs)

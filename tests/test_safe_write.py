@@ -3,10 +3,12 @@ import hashlib, json, multiprocessing as mp, os, shutil, stat
 from pathlib import Path
 import pytest, torch
 from multilabel_regress.datasets import *
-from multilabel_regress.models import save_model, load_model, build_model, check_model_dest, is_model_folder
+from multilabel_regress.models import save_model, load_model, check_model_dest, is_model_folder
+from multilabel_regress.archs import build_model
+from multilabel_regress.preprocessing import DataSpec
 
-META = dict(task='multilabel', arch='xresnet_small', n_out=20, size=[48,48], preprocess='squish_crop',
-            mean=[0.485,0.456,0.406], std=[0.229,0.224,0.225], vocab=[f'c{i}' for i in range(20)], thresholds=[0.5]*20)
+SPEC = DataSpec('centre_crop', (48,48), targets=dict(kind='labels', vocab=[f'c{i}' for i in range(20)]))
+META = dict(task='multilabel', arch='xresnet_small', n_out=20, data=SPEC.to_dict(), thresholds=[0.5]*20)
 
 def _umask(): um = os.umask(0); os.umask(um); return um
 

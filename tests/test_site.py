@@ -5,7 +5,8 @@ screenshots of the home page and of a chapter go to `_site_check/`. Without chro
 chromedriver or the docs packages these tests skip, unless MLR_REQUIRE_BROWSER=1 (CI sets it),
 which turns the skip into a failure.
 """
-import importlib, json, os, shutil, sys
+import importlib, json, os, re, shutil, sys
+from html.parser import HTMLParser
 from pathlib import Path
 import pytest
 
@@ -64,7 +65,7 @@ def _nb(cells, tmp_path):
 def test_prepare_nb_directives(bs, tmp_path):
     "nbdev's directives are applied as nbdev_docs applies them; exported names get their show_doc."
     out = [{'output_type': 'stream', 'name': 'stdout', 'text': ['shown\n']}]
-    p = _nb([('markdown', '# X\n> summary [the site](_site/index.html), [API](_site/api.html#get-ctr)', None),
+    p = _nb([('markdown', '# X\n> summary [a](nbs/01_x.ipynb), [b](docs/reference.md#tests), [c](../nbs/02_y.ipynb)', None),
              ('code', '#| default_exp bce', []),
              ('code', '#| hide\nsecret = 1', []),
              ('code', '#| export\ndef binary_cross_entropy(inputs, targets): pass', []),
@@ -73,7 +74,7 @@ def test_prepare_nb_directives(bs, tmp_path):
              ('code', '#| include: false\ngone = 2', [])], tmp_path)
     nb, mod = bs.prepare_nb(p)
     assert mod == 'bce'
-    assert nb['cells'][0]['source'].endswith('[the site](index.ipynb), [API](api.md#get-ctr)')  # README's links, within the site
+    assert nb['cells'][0]['source'].endswith('[a](01_x.ipynb), [b](reference.md#tests), [c](02_y.ipynb)')  # within the site
     cells = nb['cells']
     srcs = '\n'.join(c['source'] for c in cells)
     assert 'secret' not in srcs and 'gone' not in srcs and '#|' not in srcs
@@ -89,13 +90,13 @@ def test_prepare_nb_directives(bs, tmp_path):
 def _numbered(): return [p.stem for p in sorted((ROOT/'nbs').glob('[0-9]*.ipynb'))]
 
 def test_page_per_notebook(site, driver, base):
-    "A page per notebook, in the sidebar in numbered order, chained by prev/next links."
+    "A page per notebook, in the sidebar in numbered order, then the reference pages, chained by prev/next links."
     names = _numbered()
-    for n in ['index', 'api', 'search'] + names: assert (site/f'{n}.html').is_file(), n
+    for n in ['index', 'api', 'reference', 'search'] + names: assert (site/f'{n}.html').is_file(), n
     cs.load(driver, base + 'index.html')
     side = driver.execute_script("return [...document.querySelectorAll('.sidebar-tree a.reference')].map(a => a.getAttribute('href'))")
-    assert side == [f'{n}.html' for n in names] + ['api.html']
-    chain = ['index'] + names + ['api']
+    assert side == [f'{n}.html' for n in names] + ['api.html', 'reference.html']
+    chain = ['index'] + names + ['api', 'reference']
     for prev, page, nxt in zip(chain, chain[1:], chain[2:]):
         cs.load(driver, base + f'{page}.html')
         got = driver.execute_script("return ['a.prev-page', 'a.next-page'].map(s => document.querySelector(s)?.getAttribute('href'))")
@@ -156,3 +157,35 @@ def test_checker_reports_damage(site, driver, tmp_path):
     assert any('image not decoded' in p and img.name in p for p in probs)
     assert any(p.startswith(page.name) and 'no_such_page.html: missing file' in p for p in probs)
     assert any(p.startswith(page.name) and 'missing anchor #no-such-anchor' in p for p in probs)
+
+class _Page(HTMLParser):
+    "The links of a page's main text (its `<article>`), and the text of each row of its tables."
+    def __init__(self):
+        super().__init__(); self.depth, self.links, self.rows = 0, [], []
+    def handle_starttag(self, tag, attrs):
+        if tag == 'article': self.depth += 1
+        if not self.depth: return
+        if tag == 'a' and dict(attrs).get('href'): self.links.append(dict(attrs)['href'])
+        if tag == 'tr': self.rows.append([])
+        if tag in ('td', 'th') and self.rows: self.rows[-1].append('')
+    def handle_endtag(self, tag):
+        if tag == 'article': self.depth -= 1
+    def handle_data(self, data):
+        if self.depth and self.rows and self.rows[-1]: self.rows[-1][-1] += data
+
+def _page(path:Path)->_Page:
+    p = _Page(); p.feed(path.read_text()); return p
+
+def test_reference_page(site):
+    "docs/reference.md is a page: the home page links to it, it renders the table of bad inputs, its links resolve."
+    assert 'reference.html' in _page(site/'index.html').links          # from the README's text, not only the sidebar
+    ref = _page(site/'reference.html')
+    md = (ROOT/'docs'/'reference.md').read_text()
+    table = md.split('<!-- bad-inputs -->')[1].split('<!-- /bad-inputs -->')[0].strip().splitlines()[2:]
+    rows = [[c.strip() for c in r] for r in ref.rows]
+    assert ['input', 'exit', 'what mlr says (on stderr)'] in rows
+    assert len([r for r in rows if len(r) == 3 and r[1] in ('1', '2')]) == len(table) == 21
+    assert ['mlr trian', '2', "usage, then invalid choice: 'trian'"] in rows
+    local = [h.split('#')[0] for h in ref.links if not re.match(r'[a-z]+:|#', h)]
+    assert local and all((site/h).is_file() for h in local), [h for h in local if not (site/h).is_file()]
+    assert {'09_models.html', '13_distributed.html'} <= set(local)   # `../nbs/x.ipynb` became the notebook's page

@@ -5,8 +5,10 @@ import pickle, random, shutil
 import numpy as np, pandas as pd, pytest, torch
 from PIL import Image
 from fastai.vision.all import Learner, BCEWithLogitsLossFlat, PILImage, TensorImage, Transform, Tensor, set_seed, noop
-from multilabel_regress.models import xresnet_small, cuda_speedups, ChannelsLastInput, ToDeviceAsync, pinned_async_copies
-from multilabel_regress.pascal_data import pascal_dls, pascal_rows, LazyImage, DraftResizedCrop, BoolColSplitter
+from multilabel_regress.archs import xresnet_small
+from multilabel_regress.cuda import cuda_speedups, ChannelsLastInput, ToDeviceAsync, pinned_async_copies
+from multilabel_regress.pascal_data import pascal_dls
+from multilabel_regress.fast_images import pascal_rows, LazyImage, DraftResizedCrop, BoolColSplitter
 
 pytestmark = pytest.mark.filterwarnings("ignore:'pin_memory' argument is set as true but no accelerator")
 
