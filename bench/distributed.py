@@ -18,7 +18,7 @@ The speed-up comes from adding devices (GPUs, machines): `--device cuda` on a ma
 The machines here are shared and noisy: run it twice and compare the ratios. On a busy machine, a process
 of several OpenMP threads can be many times slower than one of one thread (threads spin waiting for each
 other while another job holds a core); `OMP_WAIT_POLICY=PASSIVE python bench/distributed.py` shows how much.
-Figures from 2026-11-28 are in nbs/08_distributed.ipynb.
+Figures from 2026-11-28 are in nbs/13_distributed.ipynb.
 """
 import argparse, json, os, subprocess, sys, time
 from pathlib import Path
@@ -29,7 +29,7 @@ def worker(a):
     from fastai.vision.all import (DataBlock, ImageBlock, MultiCategoryBlock, ColSplitter, ColReader, Resize, Normalize,
                                    imagenet_stats, vision_learner, set_seed, Callback)
     from multilabel_regress.datasets import VOC_CLASSES
-    from multilabel_regress.models import xresnet_small
+    from multilabel_regress.archs import xresnet_small
     from multilabel_regress.distributed import distrib_setup, distrib_teardown, train_ctx, gather_object, world_size, is_main
     distrib_setup()
     path = Path(a.path); df = pd.read_csv(path/'train.csv')

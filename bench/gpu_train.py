@@ -17,7 +17,7 @@ def main():
     from multilabel_regress.pascal_data import pascal_dls
     from multilabel_regress.multilabel import multilabel_learner
     from multilabel_regress.cli import chapter
-    from multilabel_regress.models import cuda_speedups
+    from multilabel_regress.cuda import cuda_speedups
     res = dict(date=datetime.date.today().isoformat(), gpu='cpu smoke test' if smoke else torch.cuda.get_device_name(), cpus=os.cpu_count())
     from gpu_pipeline import voc_sample
     path = voc_sample(smoke)
@@ -33,7 +33,7 @@ def main():
                          seconds_per_2501=round(s*2501/n,2), valid_loss=round(float(learn.recorder.values[-1][0]),4))
         print(mode, res[mode], flush=True)
     print(json.dumps(res))
-    t = time.time(); m = chapter(report=a.report, **(dict(ml_epochs=1, kp_epochs=1) if smoke else {}))
+    t = time.time(); m = chapter(report=a.report, **(dict(ml_epochs=1, kp_epochs=1, pose_epochs=1) if smoke else {}))
     print(f'mlr chapter on the GPU: {time.time()-t:.0f} s')
 
 if __name__ == '__main__': main()

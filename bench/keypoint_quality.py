@@ -5,7 +5,7 @@ head centre: RMSE on person 13 in pixels and in % of the width, as the chapter p
 'angles', 'xresnet_small', (64,64), 30, 1e-2, 32, crop_px=160)` (the head pose on crops: MAE in degrees), seed 42, once
 with the loaders' default augmentation (`point_aug_transforms` for the centre, the one-pass lighting for the crops:
 `aug=True`) and once with the book's (`aug='fastai'`: `aug_transforms`, fastai's `Brightness` and `Contrast`), in turns.
-The chapter's figures before issue 25 (nbs/07_cli.ipynb, fastai's augmentation): centre 9.52 px (1.49%), pose 1.69 deg.
+The chapter's figures before issue 25 (nbs/12_cli.ipynb, fastai's augmentation): centre 9.52 px (1.49%), pose 1.69 deg.
 
     python bench/keypoint_quality.py [--only ctr|angles] [--augs ours fastai] [--pose-epochs 30] [--seeds 42 0 1]
 """
@@ -15,8 +15,8 @@ from pathlib import Path
 def run(target, aug, pose_epochs, seed=42):
     "Train the chapter's model for `target` with the loaders' augmentation `aug`, from `seed`; (figures, seconds)."
     import multilabel_regress.recipes as recipes  # the chapter's recipes (`mlr chapter` runs these)
-    from multilabel_regress.predictions import _centre_errors
-    from multilabel_regress.keypoint import _sizes as kp_sizes
+    from multilabel_regress.predictions import centre_errors
+    from multilabel_regress.images import image_sizes
     from multilabel_regress.biwi_data import biwi_dls, pose_dls, ANGLE_SCALE
     from multilabel_regress.datasets import get_biwi
     real = dict(biwi_dls=biwi_dls, pose_dls=pose_dls)
@@ -25,8 +25,8 @@ def run(target, aug, pose_epochs, seed=42):
         t0 = time.time(); biwi = get_biwi('sample')
         if target == 'ctr':
             learn,meta,preds,targs = recipes.train_keypoint(biwi, 'ctr', 'xresnet_small', (96,128), 4, 3e-3, 32, False, seed=seed)
-            files = list(learn.dls.valid.items); _,_,rmse = _centre_errors(preds, targs, files)
-            res = dict(rmse_px=round(rmse, 2), rmse_pct_width=round(rmse/float(kp_sizes(files)[:,0].mean())*100, 2))
+            files = list(learn.dls.valid.items); _,_,rmse = centre_errors(preds, targs, files)
+            res = dict(rmse_px=round(rmse, 2), rmse_pct_width=round(rmse/float(image_sizes(files)[:,0].mean())*100, 2))
         else:
             learn,meta,preds,targs = recipes.train_keypoint(biwi, 'angles', 'xresnet_small', (64,64), pose_epochs, 1e-2, 32, False, crop_px=160, seed=seed)
             e = (preds.view(-1,3)-targs.view(-1,3)).abs()*ANGLE_SCALE

@@ -11,7 +11,7 @@ Adam (fastai's `opt_func`), the same number of DataLoader worker processes for (
     OMP_WAIT_POLICY=PASSIVE python bench/train_step.py [--workers 2] [--rounds 2] [--bs 32] [--steps 8]
 
 On a CPU shared with other jobs, OpenMP threads that spin while waiting can make a step many times slower
-(see nbs/08_distributed.ipynb); OMP_WAIT_POLICY=PASSIVE makes them sleep instead (bench/run_all.sh sets it).
+(see nbs/13_distributed.ipynb); OMP_WAIT_POLICY=PASSIVE makes them sleep instead (bench/run_all.sh sets it).
 
 The three are measured in turns, one pass over the training images each per round, best pass kept; prints
 images/s, b/a and b/c. Ratios only: the machines here are noisy.
@@ -40,7 +40,7 @@ def main():
     a = p.parse_args()
     from fastai.vision.all import Normalize, imagenet_stats, BCEWithLogitsLossFlat, Adam, set_seed
     from multilabel_regress.datasets import get_pascal
-    from multilabel_regress.models import get_arch
+    from multilabel_regress.archs import get_arch
     path = Path(a.path) if a.path else get_pascal()
     df = pd.read_csv(path/'train.csv')
     dla = book_dls(path, df, a.bs, a.workers); dla.add_tfms([Normalize.from_stats(*imagenet_stats)], 'after_batch')

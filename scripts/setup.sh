@@ -16,5 +16,5 @@ if [ "$(cat .venv/.mlr-stamp 2>/dev/null)" != "$stamp" ]; then
   echo "$stamp" > .venv/.mlr-stamp
 fi
 source .venv/bin/activate
-# threads that spin while waiting cost a lot on a small or busy machine (measured in 08_distributed)
+# threads that spin while waiting cost a lot on a small or busy machine (measured in 13_distributed)
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}

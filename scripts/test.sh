@@ -18,4 +18,4 @@ fi
 echo "notebooks and library in sync, notebooks clean"
 python scripts/versions.py "pinned leg"
 python tools/run_nbs.py --run-all --offline --hosted --check --workers ${NBDEV_WORKERS:-2} nbs/*.ipynb
-MLR_NOTEBOOKS_RAN=hosted MLR_FULL_REHEARSAL=skip pytest "$@"   # the real-data rehearsal (tests/test_full_data.py) runs in the newest leg
+MLR_NOTEBOOKS_RAN=hosted MLR_FULL_REHEARSAL=minimal pytest "$@"   # the real path rehearsed on the smallest subsets here; on release-like folders in the newest leg

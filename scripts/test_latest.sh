@@ -23,6 +23,6 @@ unset PYTHONPATH   # test the installed package, not a checkout on the path
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 $V/bin/python scripts/versions.py 'newest leg' | tee $V/versions.txt
 # the venv's bin first, so tests that run the console script find this environment's `mlr`
-PATH="$PWD/$V/bin:$PATH" $V/bin/pytest -p no:cacheprovider \
+MLR_FULL_REHEARSAL=${MLR_FULL_REHEARSAL:-release} PATH="$PWD/$V/bin:$PATH" $V/bin/pytest -p no:cacheprovider \
   -o filterwarnings="error::DeprecationWarning:multilabel_regress
 error::FutureWarning:multilabel_regress" "$@"

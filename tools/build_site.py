@@ -1,9 +1,10 @@
 """Build the documentation site from nbs/ into _site/, offline: `python tools/build_site.py`.
 
-Open `_site/index.html` in a browser. Pages: the home page from `nbs/index.ipynb`, then every
-numbered notebook (`nbs/[0-9]*.ipynb`) in name order, so chapters come first and appendices
-(`1x_appendix_*.ipynb`, ...) after them with no list to keep up to date, then an API reference
-for every name in each module's `__all__`.
+Open `_site/index.html` in a browser. Pages: the home page from `nbs/index.ipynb` (what README.md
+holds), then every numbered notebook (`nbs/[0-9]*.ipynb`) in name order, with no list to keep up
+to date, then an API reference for every name in each module's `__all__`, then the hand-written
+pages of `docs/` (`docs/reference.md`). Links written for GitHub and a clone (`nbs/x.ipynb`,
+`docs/x.md`, `../nbs/x.ipynb`) become links between the site's pages.
 
 nbdev's own `nbdev_docs` needs Quarto; this renders the same notebooks with Sphinx + MyST-NB
 (config in docs/conf.py). The notebooks are first prepared the way nbdev prepares them for
@@ -35,11 +36,12 @@ def doc_md(obj, level=3)->str:
     md = show_doc(obj, title_level=level)._repr_markdown_()
     return re.sub(r'^\s*---\s*\n', '', md)   # docutils refuses a section that starts with a rule
 
-_re_site_link = re.compile(r'\]\(_site/([\w.-]+)\.html')
+_re_nb_link = re.compile(r'\]\((?:\.\./)?nbs/(?=[\w.-]+\.ipynb)')   # README's `nbs/x.ipynb`, docs/'s `../nbs/x.ipynb`
+_re_doc_link = re.compile(r'\]\(docs/(?=[\w.-]+\.md)')               # README's `docs/x.md`
 
 def _site_links(md:str)->str:
-    "Links into the built site (`_site/x.html`, as README.md has them) made links between its pages."
-    return _re_site_link.sub(lambda m: f"]({m.group(1)}.{'md' if m.group(1) == 'api' else 'ipynb'}", md)
+    "Links to files of the repository (`nbs/x.ipynb`, `docs/x.md`) made links between the site's pages."
+    return _re_doc_link.sub('](', _re_nb_link.sub('](', md))
 
 def _md_cell(src): return {'cell_type': 'markdown', 'metadata': {}, 'source': src}
 
@@ -69,11 +71,20 @@ def _finish(cell, ns):
 PROCS = [populate_language, add_show_docs, strip_ansi, hide_line, filter_stream_, rm_header_dash,
          rm_export, clean_magics, hide_, strip_hidden_metadata]
 
+def package_names()->dict:
+    "Every public name of the package's modules (their `__all__`), by name."
+    mods = sorted(p.stem for p in (ROOT/LIB).glob('[a-z]*.py'))
+    names = {}
+    for m in mods:
+        mod = importlib.import_module(f'{LIB}.{m}')
+        names.update({n: getattr(mod, n) for n in getattr(mod, '__all__', [])})
+    return names
+
 def prepare_nb(path:Path)->tuple:
     "The notebook at `path` as nbdev prepares it for its docs, and its module name (or None)."
     nb = read_nb(path)
     mod = _default_exp(nb)
-    ns = {'show_doc': show_doc}
+    ns = {'show_doc': show_doc, **package_names()}   # a notebook may show a name another module defines
     if mod: ns.update(vars(importlib.import_module(f'{LIB}.{mod}')))
     NBProcessor(nb=nb, procs=PROCS).process()
     cells = [c for c in (_finish(c, ns) for c in nb.cells) if c]
@@ -102,24 +113,31 @@ def _write(p:Path, text:str):
     "Write `text` to `p` only when it changed, so Sphinx rebuilds only changed pages."
     if not p.exists() or p.read_text() != text: p.write_text(text)
 
-def stage(nbs:Path, src:Path)->list:
-    "Write the prepared pages into `src`; return the page names in order."
+def doc_pages(docs:Path)->list:
+    "The hand-written pages: every markdown file of `docs`, in name order."
+    return sorted(docs.glob('*.md'))
+
+def stage(nbs:Path, src:Path, docs:Path=None)->list:
+    "Write the prepared pages into `src` (the notebooks of `nbs`, the markdown of `docs`); return their names in order."
     src.mkdir(parents=True, exist_ok=True)
     paths = site_notebooks(nbs)
+    pages = doc_pages(docs or nbs.parent/'docs')
+    refs = ['api'] + [o.stem for o in pages]   # after the notebooks, under "Reference"
     names, mods = [], []
     for p in paths:
         nb, mod = prepare_nb(p)
         if p.stem == 'index':
-            toc = '\n'.join(o.stem for o in paths[1:])
+            toc, ref = '\n'.join(o.stem for o in paths[1:]), '\n'.join(refs)
             nb['cells'].append(_md_cell(f'```{{toctree}}\n:hidden:\n:caption: Notebooks\n\n{toc}\n```\n\n'
-                                        '```{toctree}\n:hidden:\n:caption: Reference\n\napi\n```'))
+                                        f'```{{toctree}}\n:hidden:\n:caption: Reference\n\n{ref}\n```'))
         elif mod: mods.append((p.stem, mod))
         _write(src/p.name, json.dumps(nb, indent=1, ensure_ascii=False))
         names.append(p.stem)
     _write(src/'api.md', api_page(mods))
-    for o in src.iterdir():   # pages of notebooks that no longer exist
-        if o.stem not in names + ['api']: o.unlink()
-    return names + ['api']
+    for p in pages: _write(src/p.name, _site_links(p.read_text()))
+    for o in src.iterdir():   # pages of notebooks and docs that no longer exist
+        if o.stem not in names + refs: o.unlink()
+    return names + refs
 
 def build(out:Path=ROOT/'_site', work:Path=ROOT/'_site_build', nbs:Path=ROOT/'nbs', quiet=True)->Path:
     "Build the site from `nbs` into `out` (`work` keeps Sphinx's cache between builds)."
@@ -129,6 +147,7 @@ def build(out:Path=ROOT/'_site', work:Path=ROOT/'_site_build', nbs:Path=ROOT/'nb
     args = ['-b', 'html', '-c', str(ROOT/'docs'), '-d', str(work/'doctrees'), '-W', '--keep-going',
             str(work/'src'), str(work/'html')] + (['-q'] if quiet else []) + ([] if same else ['-E', '-a'])
     # MyST-NB keeps its image files next to Sphinx's output folder, hence html/ inside `work`
+    if not same: shutil.rmtree(work/'html', ignore_errors=True)   # a page renamed or removed leaves no page or image behind
     if build_main(args): raise RuntimeError('sphinx-build failed (warnings count as errors): see above')
     listed.write_text('\n'.join(pages) + '\n')
     shutil.rmtree(out, ignore_errors=True)

@@ -1,4 +1,4 @@
-"""Write README.md from nbs/index.ipynb (nbdev's `nbdev_readme` needs Quarto, which these machines lack).
+"""Write README.md from nbs/index.ipynb without Quarto (which nbdev_readme needs).
 
 Markdown cells are copied, code cells become ```python blocks followed by their text output;
 `#| hide` cells are left out. Run after re-running index.ipynb: `python tools/make_readme.py`.
