@@ -224,7 +224,7 @@ def heatmap_splitter(m): return [params(m[0]), params(m[1])]  # the body, then t
 
 def points_learner(dls:DataLoaders,      # from `points_dls`
                    arch='xresnet_small', # a name in `ARCHS` or an architecture function
-                   pretrained:bool=False, # start from ImageNet weights (a download; not for xresnet_small)
+                   pretrained:bool=False, # start from pretrained weights: the shipped body, or ImageNet's (a download)
                    head:str='heatmap',   # 'heatmap': decoder and soft-argmax (`heatmap_model`); 'pool': the chapter's
                    stride:int=4,         # 'heatmap': the heat maps are 1/`stride` of the input
                    y_range=(-1,1),       # 'pool': the output range, as in the chapter
@@ -291,7 +291,7 @@ def baseline_warning(m:dict, # `point_metrics` of the model
     "A one-line warning when the model's mean error does not beat the average position's, else `None`."
     if m['mean_px'] is None or b['mean_px'] is None or m['mean_px'] < b['mean_px']: return None
     return (f"warning: the model ({m['mean_px']:.2f} px) does not beat the average position ({b['mean_px']:.2f} px): "
-            "train longer (--steps), check the labels, or start from --pretrained weights")
+            "train longer (--steps), check the labels, or try a pretrained ResNet (--arch resnet34)")
 
 # %% ../nbs/06_points.ipynb #358be502
 def show_points(ax,                # a matplotlib axis

@@ -72,9 +72,9 @@ class Recipe:
 
 RECIPES = dict(
     sample=dict(multilabel=Recipe(size=(128,128), epochs=10, lr=1e-2, pretrained=True, freeze_epochs=2, lr_mult=1),
-                ctr=Recipe(size=(96,128), epochs=4, lr=3e-3),
+                ctr=Recipe(size=(96,128), epochs=4, lr=1e-2, pretrained=True, lr_mult=1, head='softargmax'),
                 angles=Recipe(size=(64,64), epochs=30, lr=1e-2, crop_px=160),
-                points=Recipe(size=None, epochs=None, lr=5e-3, bs=16)),
+                points=Recipe(size=None, epochs=None, lr=5e-3, bs=16, pretrained=True, lr_mult=1)),
     full=dict(multilabel=Recipe('resnet50', (128,128), 3, 3e-3, 64, True, 4),   # the book's
               ctr=Recipe('resnet18', (240,320), 3, 1e-2, 64, True),             # the book's
               angles=Recipe('resnet18', (112,112), 5, 3e-3, 64, True, crop_px=200),
